@@ -1,0 +1,554 @@
+r"""Partial optimal transport between brain and image embeddings (paper eq. 9-14).
+
+Problem
+-------
+Given brain embeddings :math:`x_1..x_N` and image embeddings :math:`y_1..y_M`, the cost is
+
+.. math:: C_{ij} = \|x_i - y_j\|^2 \quad\text{(eq. 9, ``cost="sqeuclidean"``)}
+
+or the plain distance :math:`\|x_i - y_j\|` (``cost="euclidean"``, what the paper's released code
+uses through ``torch.cdist``). With uniform weights :math:`a = \mathbf{1}/N`, :math:`b = \mathbf{1}/M`
+(eq. 10) and transported mass :math:`m = \lambda \min(\sum a, \sum b)` (eq. 11), the partial plan is
+
+.. math::
+
+    \gamma^* = \arg\min_{\gamma \ge 0} \langle \gamma, C \rangle
+    \quad\text{s.t.}\quad \gamma \mathbf{1} \le a,\; \gamma^\top \mathbf{1} \le b,\;
+    \mathbf{1}^\top \gamma \mathbf{1} = m                           \qquad\text{(eq. 12-13)}
+
+and the loss is :math:`L_{OT} = \sum_{ij} \gamma^*_{ij} C_{ij}` (eq. 14). Gradients follow the
+envelope theorem: :math:`\gamma^*` is held constant and the gradient flows through :math:`C` only.
+
+Two levels
+----------
+``level="sample"`` (the paper's text): one N x N problem between the N samples of a batch, each
+sample's features flattened. ``level="token"`` (the released code): one T x T problem per sample
+between its T brain tokens and its T image tokens; the per-sample losses are averaged.
+
+With :math:`\gamma = I/N`, :math:`L_{OT}` equals :func:`mse_loss` exactly at either level (the paper's
+eq. 17-18); since the identity is feasible when :math:`\lambda = 1`, exact OT is then never above MSE.
+
+Solvers
+-------
+``"exact"``: POT's network simplex on the partial problem (``ot.partial.partial_wasserstein``,
+float64, on the CPU). ``"sinkhorn"``: a batched, log-domain entropic solver in torch on the input's
+device; block-coordinate ascent on the dual of the entropic problem, which is Dykstra's algorithm
+for the three KL projections of Benamou et al. (2015). ``"auto"``: the faster of the two for the
+problem's size and device (see :func:`choose_solver`).
+
+References
+----------
+.. [1] Benamou, Carlier, Cuturi, Nenna, Peyré (2015). Iterative Bregman projections for regularized
+   transportation problems. SIAM J. Sci. Comput. 37(2).
+.. [2] Chapel, Alaya, Gasso (2020). Partial optimal transport with applications on positive-unlabeled
+   learning. NeurIPS.
+.. [3] Flamary et al. (2021). POT: Python Optimal Transport. JMLR 22(78).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "cost_matrix",
+    "partial_plan",
+    "partial_ot_loss",
+    "mse_loss",
+    "infonce_loss",
+    "choose_solver",
+    "get_loss",
+    "register_loss",
+    "available_losses",
+    "LEVELS",
+    "COSTS",
+    "SOLVERS",
+]
+
+LEVELS = ("sample", "token")
+COSTS = ("sqeuclidean", "euclidean")
+SOLVERS = ("exact", "sinkhorn", "auto")
+
+# From this size on, the entropic solver beats POT's dummy-point network simplex for partial
+# problems on a CPU (benchmarks/bench_ot.py; the README has the table).
+_AUTO_MIN_N_CPU = 512
+
+
+# --------------------------------------------------------------------------------------------
+# input checks
+# --------------------------------------------------------------------------------------------
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(map(repr, allowed))}")
+
+
+def _check_lam(lam: float) -> float:
+    lam = float(lam)
+    if not (0.0 < lam <= 1.0) or math.isnan(lam):
+        raise ValueError(
+            f"lam is the fraction of mass to transport and must lie in (0, 1]; got {lam}. "
+            "Use lam=1 for full OT, e.g. lam=0.5 to transport half the mass."
+        )
+    return lam
+
+
+def _check_finite(name: str, t: torch.Tensor) -> None:
+    if not torch.isfinite(t).all():
+        n_bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(
+            f"{name} holds {n_bad} NaN or infinite values; clean the input first "
+            "(e.g. drop invalid voxels or check the encoder for overflow)."
+        )
+
+
+def _check_pair(x: torch.Tensor, y: torch.Tensor, level: str) -> None:
+    _check_choice("level", level, LEVELS)
+    if x.shape != y.shape:
+        raise ValueError(
+            f"x and y must have the same shape (paired brain and image embeddings); "
+            f"got x {tuple(x.shape)} and y {tuple(y.shape)}"
+        )
+    if level == "token" and x.dim() != 3:
+        raise ValueError(
+            f"level='token' needs inputs of shape (B, T, D) (tokens per sample); got {x.dim()}-D "
+            f"input of shape {tuple(x.shape)}. Use level='sample' for (N, D) embeddings."
+        )
+    if level == "sample" and x.dim() < 2:
+        raise ValueError(f"level='sample' needs inputs of shape (N, ...); got shape {tuple(x.shape)}")
+    if x.shape[0] == 0 or x[0].numel() == 0:
+        raise ValueError(f"empty input of shape {tuple(x.shape)}")
+    _check_finite("x", x)
+    _check_finite("y", y)
+
+
+# --------------------------------------------------------------------------------------------
+# cost
+# --------------------------------------------------------------------------------------------
+def cost_matrix(x: torch.Tensor, y: torch.Tensor, cost: str = "sqeuclidean") -> torch.Tensor:
+    r"""Pairwise cost between two point clouds (eq. 9).
+
+    Parameters
+    ----------
+    x : tensor, shape (N, D) or (B, N, D)
+    y : tensor, shape (M, D) or (B, M, D)
+    cost : {"sqeuclidean", "euclidean"}
+        :math:`\|x_i - y_j\|^2` or :math:`\|x_i - y_j\|`.
+
+    Returns
+    -------
+    C : tensor, shape (N, M) or (B, N, M)
+        Differentiable in ``x`` and ``y``. Squared distances use the matmul identity
+        :math:`\|x\|^2 + \|y\|^2 - 2 x^\top y`, clamped at 0; the Euclidean cost has a zero (not
+        NaN) gradient where two points coincide.
+    """
+    _check_choice("cost", cost, COSTS)
+    x2 = (x * x).sum(-1, keepdim=True)
+    y2 = (y * y).sum(-1, keepdim=True).transpose(-1, -2)
+    sq = torch.baddbmm(x2 + y2, x, y.transpose(-1, -2), alpha=-2) if x.dim() == 3 else torch.addmm(
+        x2 + y2, x, y.T, alpha=-2
+    )
+    sq = sq.clamp_min(0)
+    if cost == "sqeuclidean":
+        return sq
+    # sqrt has an infinite derivative at 0: route zeros through a constant branch.
+    positive = sq > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# plans
+# --------------------------------------------------------------------------------------------
+def _exact_plan_np(C: np.ndarray, lam: float) -> np.ndarray:
+    import ot  # POT; imported here so that `import otnsd` stays light
+
+    n, m = C.shape
+    a = np.full(n, 1.0 / n)
+    b = np.full(m, 1.0 / m)
+    # The mass is taken from the float64 weights themselves so it is always feasible.
+    mass = lam * min(a.sum(), b.sum())
+    if lam == 1.0 and n == m:
+        # Full, balanced transport: the plain network simplex, no dummy points needed.
+        return ot.emd(a, b, C)
+    # POT rejects m equal to the total mass by a rounding hair; stay a hair inside.
+    mass = min(mass, (1.0 - 1e-12) * min(a.sum(), b.sum()))
+    return ot.partial.partial_wasserstein(a, b, C, m=mass)
+
+
+def _exact_plan(C: torch.Tensor, lam: float) -> torch.Tensor:
+    C_np = C.detach().to("cpu", torch.float64).numpy()
+    if C_np.ndim == 2:
+        plan = _exact_plan_np(C_np, lam)
+    else:
+        # POT's network simplex releases the GIL: solve the batch's problems on all cores.
+        workers = min(len(C_np), os.cpu_count() or 1)
+        if workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                plan = np.stack(list(pool.map(lambda c: _exact_plan_np(c, lam), C_np)))
+        else:
+            plan = np.stack([_exact_plan_np(c, lam) for c in C_np])
+    return torch.from_numpy(plan).to(device=C.device, dtype=C.dtype)
+
+
+def _sinkhorn_plan(
+    C: torch.Tensor,
+    lam: float,
+    eps: float | None,
+    eps_rel: float,
+    tol: float,
+    max_iter: int,
+    check_every: int,
+) -> torch.Tensor:
+    """Batched entropic partial OT: scaling iterations with log-domain absorption and eps-scaling.
+
+    Block-coordinate ascent on the dual of
+    ``min <gamma, C> - eps H(gamma)`` s.t. rows <= a, columns <= b, total mass = m,
+    whose potentials (F <= 0 on rows, G <= 0 on columns, H free for the mass) give
+    ``gamma = exp((F + G + H - C) / eps)``. Each sweep is two batched mat-vec products on the
+    kernel; the potentials are absorbed into the kernel whenever the scalings grow (Schmitzer 2019),
+    and eps is lowered geometrically from the spread of C to its target, warm-starting each stage.
+    For lam = 1 the constraints are the usual equalities and the sweep is plain Sinkhorn.
+    """
+    squeeze = C.dim() == 2
+    C = C.detach()
+    if squeeze:
+        C = C.unsqueeze(0)
+    work_dtype = torch.float64 if C.dtype == torch.float64 else torch.float32
+    C = C.to(work_dtype)
+    B, n, m = C.shape
+    C = C - C.amin(dim=(1, 2), keepdim=True)  # a constant shift changes no plan
+    spread = C.flatten(1).std(dim=1) if n * m > 1 else torch.zeros(B, dtype=work_dtype, device=C.device)
+    # A constant cost has no spread: every feasible plan is optimal, pick a harmless scale.
+    spread = torch.where(spread > 0, spread, torch.ones_like(spread)).view(B, 1, 1)
+    if eps is None:
+        eps_target = eps_rel * spread
+    else:
+        if not eps > 0:
+            raise ValueError(f"eps must be positive; got {eps}")
+        eps_target = torch.full_like(spread, float(eps))
+    balanced = lam == 1.0
+    a, b = 1.0 / n, 1.0 / m
+    tiny = torch.finfo(work_dtype).tiny
+
+    F = torch.zeros(B, n, 1, dtype=work_dtype, device=C.device)
+    G = torch.zeros(B, 1, m, dtype=work_dtype, device=C.device)
+    H = torch.zeros(B, 1, 1, dtype=work_dtype, device=C.device)
+
+    # eps schedule: spread, spread/2, ... down to the target (per problem, same number of stages)
+    n_stages = max(1, int(math.ceil(math.log2(float((spread / eps_target).max())))) + 1)
+    for stage in range(n_stages):
+        last = stage == n_stages - 1
+        e = torch.maximum(eps_target, spread / 2.0**stage) if not last else eps_target
+        stage_tol = tol if last else 10 * tol
+        stage_iter = max_iter if last else max(50, max_iter // 20)
+        # absorbed kernel; the scalings u, v, s start at 1
+        K = torch.exp((F + G + H - C) / e)
+        u = torch.ones_like(F)
+        v = torch.ones_like(G)
+        s = torch.ones_like(H)
+        # dual feasibility F <= 0, G <= 0 as upper bounds on the scalings
+        u_max = torch.exp(-F / e).clamp_max(1e30) if not balanced else None
+        v_max = torch.exp(-G / e).clamp_max(1e30) if not balanced else None
+        # Problems of the batch stop on their own: a converged one is frozen, so a batch gives
+        # the same plans as solving its problems one by one.
+        active = torch.ones(B, 1, 1, dtype=torch.bool, device=C.device)
+        for it in range(stage_iter):
+            r = u * torch.bmm(K, v.transpose(1, 2)) * s
+            u_new = u * a / r.clamp_min(tiny)
+            if not balanced:
+                u_new = torch.minimum(u_new, u_max)
+            Ktu = torch.bmm(u_new.transpose(1, 2), K)  # (B, 1, m)
+            c = Ktu * v * s
+            v_new = v * b / c.clamp_min(tiny)
+            if not balanced:
+                v_new = torch.minimum(v_new, v_max)
+                s_new = lam / (Ktu * v_new).sum(dim=2, keepdim=True).clamp_min(tiny)
+                s = torch.where(active, s_new, s)
+            check = (it + 1) % check_every == 0 or it == stage_iter - 1
+            if check:
+                err = (r * (u_new / u - 1)).abs().sum((1, 2)) + (c * (v_new / v - 1)).abs().sum((1, 2))
+            u = torch.where(active, u_new, u)
+            v = torch.where(active, v_new, v)
+            if check:
+                active = active & (err > stage_tol * lam).view(B, 1, 1)
+                # one host synchronisation every check_every sweeps
+                if not bool(active.any()):
+                    break
+                if max(float(t.log().abs().max()) for t in (u, v, s)) > 20 or not torch.isfinite(err).all():
+                    # absorb the scalings into the potentials before they over- or underflow
+                    F, G, H = F + e * u.log(), G + e * v.log(), H + e * s.log()
+                    K = torch.exp((F + G + H - C) / e)
+                    u, v, s = torch.ones_like(u), torch.ones_like(v), torch.ones_like(s)
+                    if not balanced:
+                        u_max = torch.exp(-F / e).clamp_max(1e30)
+                        v_max = torch.exp(-G / e).clamp_max(1e30)
+        F, G, H = F + e * u.log(), G + e * v.log(), H + e * s.log()
+    plan = torch.exp((F + G + H - C) / eps_target)
+    if not torch.isfinite(plan).all():
+        raise FloatingPointError(
+            "the entropic solver did not stay finite; use a larger eps (or eps_rel) or float64 input"
+        )
+    return plan.squeeze(0) if squeeze else plan
+
+
+def choose_solver(n: int, m: int, lam: float = 1.0, device: torch.device | str = "cpu") -> str:
+    """The solver ``solver="auto"`` picks for an ``n x m`` problem with mass ratio ``lam``.
+
+    On an accelerator: always "sinkhorn" (POT would force a host copy and a synchronisation).
+    On a CPU: "exact" for full balanced transport (``lam == 1``, ``n == m``), which the network
+    simplex solves directly, and for small partial problems; "sinkhorn" for partial problems with
+    ``min(n, m) >= 512``, where the dummy-point network simplex becomes the slower one
+    (benchmarks/bench_ot.py measures both).
+    """
+    if torch.device(device).type != "cpu":
+        return "sinkhorn"
+    if lam == 1.0 and n == m:
+        return "exact"
+    return "sinkhorn" if min(n, m) >= _AUTO_MIN_N_CPU else "exact"
+
+
+def partial_plan(
+    C: torch.Tensor | np.ndarray,
+    lam: float,
+    *,
+    solver: str = "exact",
+    eps: float | None = None,
+    eps_rel: float = 0.01,
+    tol: float = 1e-3,
+    max_iter: int = 2000,
+    check_every: int = 10,
+) -> torch.Tensor:
+    r"""Optimal partial transport plan between uniform weights (eq. 10-13).
+
+    Solves :math:`\min_\gamma \langle \gamma, C\rangle` over :math:`\gamma \ge 0` with
+    :math:`\gamma \mathbf{1} \le \mathbf{1}/N`, :math:`\gamma^\top \mathbf{1} \le \mathbf{1}/M` and
+    :math:`\mathbf{1}^\top\gamma\mathbf{1} = m = \lambda \min(\sum a, \sum b)`.
+
+    Parameters
+    ----------
+    C : tensor or array, shape (N, M) or (B, N, M)
+        Cost matrix, or a batch of independent cost matrices.
+    lam : float in (0, 1]
+        Mass ratio :math:`\lambda`; 1 gives full (balanced) optimal transport.
+    solver : {"exact", "sinkhorn", "auto"}
+        "exact": POT's network simplex (float64, CPU, one problem at a time).
+        "sinkhorn": batched log-domain entropic solver on ``C``'s device; the plan minimises
+        :math:`\langle\gamma, C\rangle - \varepsilon H(\gamma)` under the same constraints.
+        "auto": :func:`choose_solver`.
+    eps : float, optional
+        Entropic regularisation. Default: ``eps_rel`` times the standard deviation of each ``C``
+        (the spread, not the mean, sets the scale at which the plan is sharp).
+    eps_rel : float
+        Relative regularisation used when ``eps`` is None.
+    tol : float
+        Stop when the L1 marginal violation is below ``tol * m`` for every problem of the batch.
+    max_iter, check_every : int
+        Iteration cap; convergence is checked (one host synchronisation) every ``check_every``.
+
+    Returns
+    -------
+    gamma : tensor, shape like ``C``
+        The plan, on ``C``'s device and in its dtype (float tensors; arrays become float64 tensors).
+        It carries no gradient.
+
+    Examples
+    --------
+    >>> C = torch.tensor([[0.0, 1.0], [1.0, 2.0]])
+    >>> partial_plan(C, 0.5)  # half the mass, sent along the cheapest pair
+    tensor([[0.5000, 0.0000],
+            [0.0000, 0.0000]])
+    """
+    lam = _check_lam(lam)
+    _check_choice("solver", solver, SOLVERS)
+    if isinstance(C, np.ndarray):
+        C = torch.from_numpy(np.asarray(C, dtype=np.float64))
+    if C.dim() not in (2, 3) or C.shape[-1] == 0 or C.shape[-2] == 0:
+        raise ValueError(f"C must have shape (N, M) or (B, N, M) with N, M >= 1; got {tuple(C.shape)}")
+    if not C.is_floating_point():
+        C = C.double()
+    _check_finite("C", C)
+    if solver == "auto":
+        solver = choose_solver(C.shape[-2], C.shape[-1], lam, C.device)
+    with torch.no_grad():
+        if solver == "exact":
+            return _exact_plan(C, lam)
+        return _sinkhorn_plan(C, lam, eps, eps_rel, tol, max_iter, check_every).to(C.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# losses
+# --------------------------------------------------------------------------------------------
+def _as_point_clouds(x: torch.Tensor, y: torch.Tensor, level: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, F) pairs for sample level, (B, T, D) for token level."""
+    if level == "sample":
+        return x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1)
+    return x, y
+
+
+def partial_ot_loss(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lam: float = 1.0,
+    *,
+    level: str = "sample",
+    cost: str = "sqeuclidean",
+    solver: str = "auto",
+    return_plan: bool = False,
+    **solver_kwargs,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    r"""Partial-OT alignment loss :math:`L_{OT} = \sum_{ij}\gamma^*_{ij} C_{ij}` (eq. 14).
+
+    Parameters
+    ----------
+    x : tensor, shape (N, D), (N, T, D) or (N, ...)
+        Predicted (brain) embeddings; gradients flow into it.
+    y : tensor, same shape as ``x``
+        Target (image) embeddings.
+    lam : float in (0, 1]
+        Mass ratio :math:`\lambda` (eq. 11).
+    level : {"sample", "token"}
+        "sample" — the paper's equations: one N x N problem between the samples of the batch, each
+        sample flattened to one vector. "token" — the paper's released code: one T x T problem per
+        sample between its brain tokens and its image tokens, loss averaged over the batch
+        (needs 3-D input).
+    cost : {"sqeuclidean", "euclidean"}
+        Squared distance (paper eq. 9) or the plain distance (released code, ``torch.cdist``).
+    solver : {"exact", "sinkhorn", "auto"}
+        See :func:`partial_plan`.
+    return_plan : bool
+        Also return the plan ``gamma`` (shape (N, N) or (B, T, T)).
+    **solver_kwargs
+        Passed to :func:`partial_plan` (``eps``, ``eps_rel``, ``tol``, ``max_iter``).
+
+    Returns
+    -------
+    loss : scalar tensor
+        Differentiable in ``x`` and ``y`` with the plan held constant (envelope theorem); no
+        gradient flows through the solver.
+
+    Notes
+    -----
+    With ``gamma = I / N`` and ``cost="sqeuclidean"`` the loss equals :func:`mse_loss` at the same
+    level. With ``lam = 1`` the identity is feasible, so the optimal (exact) loss is never above MSE.
+    """
+    _check_pair(x, y, level)
+    lam = _check_lam(lam)
+    _check_choice("cost", cost, COSTS)
+    _check_choice("solver", solver, SOLVERS)
+    xs, ys = _as_point_clouds(x, y, level)
+    C = cost_matrix(xs, ys, cost)
+    gamma = partial_plan(C.detach(), lam, solver=solver, **solver_kwargs)
+    if level == "sample":
+        loss = (gamma * C).sum()
+    else:
+        loss = (gamma * C).sum(dim=(1, 2)).mean()
+    return (loss, gamma) if return_plan else loss
+
+
+def mse_loss(x: torch.Tensor, y: torch.Tensor, *, level: str = "sample") -> torch.Tensor:
+    r"""Mean squared error of eq. 2: :math:`\frac{1}{N}\sum_i \|x_i - y_i\|^2`.
+
+    Normalised per point, so that it equals :func:`partial_ot_loss` evaluated at
+    :math:`\gamma = I/N` with the squared cost: at sample level a point is one (flattened) sample,
+    at token level one token, and the token-level value is averaged over the batch. Both levels give
+    the same number up to the factor T: ``mse(level="sample") == T * mse(level="token")``.
+    This is ``torch.nn.functional.mse_loss`` times the per-point dimension.
+
+    Parameters
+    ----------
+    x, y : tensor, shape (N, D) or (N, T, D)
+    level : {"sample", "token"}
+    """
+    _check_pair(x, y, level)
+    sq = (x - y).pow(2)
+    if level == "sample":
+        return sq.reshape(x.shape[0], -1).sum(1).mean()
+    return sq.sum(-1).mean()
+
+
+def infonce_loss(
+    x: torch.Tensor, y: torch.Tensor, *, temperature: float = 0.07
+) -> torch.Tensor:
+    r"""CLIP-style symmetric InfoNCE between paired samples.
+
+    Each sample is flattened and L2-normalised; with logits :math:`s_{ij} = x_i^\top y_j / \tau`,
+    the loss is the mean of the cross-entropies of rows and of columns against the diagonal
+    (Radford et al. 2021; van den Oord et al. 2018).
+
+    Parameters
+    ----------
+    x, y : tensor, shape (N, ...)
+    temperature : float > 0
+    """
+    _check_pair(x, y, "sample")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive; got {temperature}")
+    xs = F.normalize(x.reshape(x.shape[0], -1), dim=1)
+    ys = F.normalize(y.reshape(y.shape[0], -1), dim=1)
+    logits = xs @ ys.T / temperature
+    target = torch.arange(x.shape[0], device=x.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+# --------------------------------------------------------------------------------------------
+# registry
+# --------------------------------------------------------------------------------------------
+_REGISTRY: dict[str, Callable[..., torch.Tensor]] = {}
+
+
+def register_loss(name: str) -> Callable:
+    """Decorator adding a loss ``f(x, y, **params) -> scalar`` to :func:`get_loss`."""
+
+    def wrap(fn: Callable) -> Callable:
+        if name in _REGISTRY:
+            raise ValueError(f"a loss named {name!r} is already registered")
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+register_loss("mse")(mse_loss)
+register_loss("ot")(partial_ot_loss)
+register_loss("infonce")(infonce_loss)
+
+
+def available_losses() -> tuple[str, ...]:
+    return tuple(sorted(_REGISTRY))
+
+
+class Loss:
+    """A registered loss with its parameters bound: ``Loss("ot", lam=0.5)(x, y)``."""
+
+    def __init__(self, name: str, **params):
+        if name not in _REGISTRY:
+            raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(available_losses())}")
+        self.name = name
+        self.params = dict(params)
+        self._fn = _REGISTRY[name]
+        if "lam" in self.params:
+            _check_lam(self.params["lam"])
+        for key, allowed in (("level", LEVELS), ("cost", COSTS), ("solver", SOLVERS)):
+            if key in self.params:
+                _check_choice(key, self.params[key], allowed)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self._fn(x, y, **self.params)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in sorted(self.params.items()))
+        return f"Loss({self.name!r}{', ' if args else ''}{args})"
+
+
+def get_loss(name: str, **params) -> Loss:
+    """Loss by name with its parameters: "mse", "ot" (partial OT), "infonce".
+
+    >>> get_loss("ot", lam=0.5, level="token", cost="euclidean")
+    Loss('ot', cost='euclidean', lam=0.5, level='token')
+    """
+    return Loss(name, **params)

@@ -1,0 +1,317 @@
+"""Partial OT: plans, losses and their checks against independent references."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linprog
+
+from otnsd.ot import (
+    available_losses,
+    choose_solver,
+    cost_matrix,
+    get_loss,
+    infonce_loss,
+    mse_loss,
+    partial_ot_loss,
+    partial_plan,
+)
+
+
+def _rand_cost(n, m, seed=0, batch=None, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    shape = (n, 6) if batch is None else (batch, n, 6)
+    x = torch.randn(shape, generator=g, dtype=dtype)
+    y = torch.randn(shape[:-2] + (m, 6), generator=g, dtype=dtype)
+    return cost_matrix(x, y)
+
+
+def _lp_value(C, lam):
+    """Partial OT by scipy's LP solver: an implementation independent of POT and of ours."""
+    n, m = C.shape
+    a, b = np.full(n, 1 / n), np.full(m, 1 / m)
+    rows = np.kron(np.eye(n), np.ones(m))  # sum_j gamma_ij
+    cols = np.kron(np.ones(n), np.eye(m))  # sum_i gamma_ij
+    res = linprog(
+        C.ravel(),
+        A_ub=np.vstack([rows, cols]),
+        b_ub=np.concatenate([a, b]),
+        A_eq=np.ones((1, n * m)),
+        b_eq=[lam],
+        bounds=(0, None),
+        method="highs",
+    )
+    assert res.status == 0
+    return res.fun
+
+
+def _assert_feasible(P, lam, atol):
+    n, m = P.shape[-2:]
+    assert (P >= 0).all()
+    assert (P.sum(-1) <= 1 / n + atol).all()
+    assert (P.sum(-2) <= 1 / m + atol).all()
+    torch.testing.assert_close(P.sum((-1, -2)), torch.full(P.shape[:-2], lam, dtype=P.dtype), atol=atol, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------- plans
+@pytest.mark.parametrize("solver", ["exact", "sinkhorn"])
+@pytest.mark.parametrize("lam", [0.1, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("shape", [(6, 6), (5, 9), (12, 4)])
+def test_plan_satisfies_constraints(solver, lam, shape):
+    C = _rand_cost(*shape, seed=1)
+    P = partial_plan(C, lam, solver=solver, tol=1e-6)
+    _assert_feasible(P, lam, atol=1e-9 if solver == "exact" else 1e-5)
+
+
+@pytest.mark.parametrize("lam", [0.2, 0.5, 0.75, 1.0])
+@pytest.mark.parametrize("shape", [(4, 4), (5, 7), (8, 3)])
+def test_exact_matches_scipy_linprog(lam, shape):
+    C = _rand_cost(*shape, seed=2)
+    P = partial_plan(C, lam, solver="exact")
+    assert float((P * C).sum()) == pytest.approx(_lp_value(C.numpy(), lam), rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("lam", [0.1, 0.3, 0.7, 1.0])
+@pytest.mark.parametrize("paired,rel", [(True, 1e-3), (False, 2e-2)])
+def test_sinkhorn_close_to_exact(lam, paired, rel):
+    """Default eps: within 0.1% for paired embeddings, a few % for unrelated low-dim clouds."""
+    g = torch.Generator().manual_seed(3)
+    if paired:
+        y = torch.randn(128, 64, generator=g)
+        x = y + torch.randn(128, 64, generator=g)
+    else:
+        x, y = torch.randn(64, 6, generator=g), torch.randn(64, 6, generator=g)
+    C = cost_matrix(x, y)
+    exact = float((partial_plan(C, lam, solver="exact") * C).sum())
+    entropic = float((partial_plan(C, lam, solver="sinkhorn") * C).sum())
+    assert entropic == pytest.approx(exact, rel=rel)
+
+
+def test_sinkhorn_converges_to_exact_as_eps_shrinks():
+    C = _rand_cost(32, 32, seed=4)
+    exact = float((partial_plan(C, 0.5, solver="exact") * C).sum())
+    errors = [
+        abs(float((partial_plan(C, 0.5, solver="sinkhorn", eps_rel=r, tol=1e-7, max_iter=20000) * C).sum()) - exact)
+        for r in (0.5, 0.1, 0.02, 0.005)
+    ]
+    assert all(e2 < e1 for e1, e2 in zip(errors, errors[1:])), errors
+    assert errors[-1] / exact < 1e-3
+
+
+@pytest.mark.parametrize("solver", ["exact", "sinkhorn"])
+def test_batched_equals_looped(solver):
+    C = _rand_cost(10, 10, seed=5, batch=4)
+    batched = partial_plan(C, 0.6, solver=solver)
+    looped = torch.stack([partial_plan(c, 0.6, solver=solver) for c in C])
+    torch.testing.assert_close(batched, looped, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tiny_eps_stays_finite(dtype):
+    C = _rand_cost(40, 40, seed=6, dtype=dtype) * 100
+    P = partial_plan(C, 0.5, solver="sinkhorn", eps_rel=1e-4, max_iter=300)
+    assert P.dtype == dtype and torch.isfinite(P).all()
+    _assert_feasible(P, 0.5, atol=1e-2)
+
+
+@pytest.mark.parametrize("n", [3, 7, 11, 100])
+def test_full_mass_is_feasible_in_float32(n):
+    # 1/n in float32 sums to slightly less than 1 for these n; m = lam must still be feasible.
+    C = _rand_cost(n, n, seed=7, dtype=torch.float32)
+    for solver in ("exact", "sinkhorn"):
+        P = partial_plan(C, 1.0, solver=solver)
+        assert abs(float(P.sum()) - 1.0) < 1e-5
+
+
+def test_plan_accepts_numpy_and_keeps_device_dtype():
+    C = _rand_cost(5, 5).numpy()
+    P = partial_plan(C, 0.5)
+    assert isinstance(P, torch.Tensor) and P.dtype == torch.float64
+    P32 = partial_plan(torch.from_numpy(C).float(), 0.5)
+    assert P32.dtype == torch.float32
+
+
+def test_auto_solver_choice():
+    assert choose_solver(64, 64, 0.5) == "exact"
+    assert choose_solver(1024, 1024, 0.5) == "sinkhorn"
+    assert choose_solver(1024, 1024, 1.0) == "exact"
+    assert choose_solver(64, 64, 0.5, device="cuda") == "sinkhorn"
+
+
+# ---------------------------------------------------------------------------------------- losses
+def _pair(shape, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randn(shape, generator=g, dtype=dtype)
+    x = y + 0.8 * torch.randn(shape, generator=g, dtype=dtype)
+    return x, y
+
+
+@pytest.mark.parametrize("level,shape", [("sample", (9, 5)), ("sample", (9, 3, 4)), ("token", (4, 6, 5))])
+def test_identity_plan_gives_mse(level, shape):
+    """Paper eq. 17-18: with gamma = I/N the OT loss is the MSE of eq. 2."""
+    x, y = _pair(shape)
+    if level == "sample":
+        C = cost_matrix(x.reshape(len(x), -1), y.reshape(len(y), -1))
+        ot_identity = (torch.eye(len(x), dtype=x.dtype) / len(x) * C).sum()
+    else:
+        C = cost_matrix(x, y)
+        T = x.shape[1]
+        ot_identity = (torch.eye(T, dtype=x.dtype) / T * C).sum((1, 2)).mean()
+    torch.testing.assert_close(ot_identity, mse_loss(x, y, level=level))
+    # and eq. 2 itself
+    flat = (x - y).reshape(len(x), -1) if level == "sample" else (x - y).reshape(-1, x.shape[-1])
+    torch.testing.assert_close(mse_loss(x, y, level=level), flat.pow(2).sum(1).mean())
+
+
+@pytest.mark.parametrize("level,shape", [("sample", (16, 8)), ("token", (3, 10, 4))])
+def test_exact_ot_never_above_mse(level, shape):
+    for seed in range(5):
+        x, y = _pair(shape, seed)
+        assert partial_ot_loss(x, y, 1.0, level=level, solver="exact") <= mse_loss(x, y, level=level) + 1e-12
+
+
+@pytest.mark.parametrize("level", ["sample", "token"])
+@pytest.mark.parametrize("cost", ["sqeuclidean", "euclidean"])
+def test_loss_non_decreasing_in_lam(level, cost):
+    x, y = _pair((12, 5, 3))
+    values = [float(partial_ot_loss(x, y, lam, level=level, cost=cost, solver="exact")) for lam in np.linspace(0.05, 1, 12)]
+    assert all(v2 >= v1 - 1e-12 for v1, v2 in zip(values, values[1:])), values
+
+
+@pytest.mark.parametrize("level,cost", [("sample", "sqeuclidean"), ("sample", "euclidean"), ("token", "euclidean")])
+def test_envelope_gradient_matches_finite_differences(level, cost):
+    """d/dx of min_gamma <gamma, C(x)> equals <gamma*, dC/dx>: no gradient through the solver."""
+    x, y = _pair((5, 3, 2) if level == "token" else (6, 3), seed=11)
+    x.requires_grad_(True)
+    loss = partial_ot_loss(x, y, 0.6, level=level, cost=cost, solver="exact")
+    (grad,) = torch.autograd.grad(loss, x)
+    h = 1e-6
+    fd = torch.zeros_like(x)
+    with torch.no_grad():
+        for idx in np.ndindex(*x.shape):
+            xp, xm = x.detach().clone(), x.detach().clone()
+            xp[idx] += h
+            xm[idx] -= h
+            fd[idx] = (
+                partial_ot_loss(xp, y, 0.6, level=level, cost=cost, solver="exact")
+                - partial_ot_loss(xm, y, 0.6, level=level, cost=cost, solver="exact")
+            ) / (2 * h)
+    torch.testing.assert_close(grad, fd, atol=1e-6, rtol=1e-5)
+
+
+def test_plan_is_held_constant_in_backward():
+    x, y = _pair((8, 4), dtype=torch.float32)
+    x.requires_grad_(True)
+    loss, gamma = partial_ot_loss(x, y, 0.5, solver="sinkhorn", return_plan=True)
+    assert not gamma.requires_grad
+    loss.backward()
+    C = cost_matrix(x.detach(), y)
+    x2 = x.detach().clone().requires_grad_(True)
+    (gamma * cost_matrix(x2, y)).sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+    del C
+
+
+def test_euclidean_cost_gradient_finite_at_coincident_points():
+    y = torch.randn(6, 4)
+    x = y.clone().requires_grad_(True)
+    partial_ot_loss(x, y, 1.0, cost="euclidean").backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_sqeuclidean_cost_clamped_at_zero():
+    x = torch.full((3, 4), 1e4, dtype=torch.float32)
+    assert (cost_matrix(x, x) >= 0).all()
+
+
+def test_cost_matches_cdist():
+    x, y = _pair((7, 5))
+    torch.testing.assert_close(cost_matrix(x, y, "euclidean"), torch.cdist(x, y))
+    torch.testing.assert_close(cost_matrix(x, y), torch.cdist(x, y) ** 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("solver", ["exact", "sinkhorn", "auto"])
+def test_loss_dtypes(dtype, solver):
+    x, y = _pair((10, 2, 3), dtype=dtype)
+    for level in ("sample", "token"):
+        loss = partial_ot_loss(x, y, 0.5, level=level, solver=solver)
+        assert loss.dtype == dtype and torch.isfinite(loss)
+
+
+def test_infonce_prefers_matched_pairs():
+    y = torch.randn(16, 8)
+    matched = infonce_loss(y + 0.01 * torch.randn_like(y), y)
+    shuffled = infonce_loss(y[torch.randperm(16)], y)
+    assert matched < 0.1 < shuffled
+    # symmetric in its arguments
+    x = torch.randn(16, 8)
+    torch.testing.assert_close(infonce_loss(x, y), infonce_loss(y, x))
+
+
+def test_registry():
+    assert set(available_losses()) >= {"mse", "ot", "infonce"}
+    x, y = _pair((6, 3, 2))
+    torch.testing.assert_close(get_loss("mse")(x, y), mse_loss(x, y))
+    torch.testing.assert_close(
+        get_loss("ot", lam=0.5, level="token")(x, y), partial_ot_loss(x, y, 0.5, level="token")
+    )
+    assert "lam=0.5" in repr(get_loss("ot", lam=0.5))
+
+
+# ---------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("lam", [0.0, -0.1, 1.5, float("nan")])
+def test_bad_lam(lam):
+    x, y = _pair((4, 3))
+    with pytest.raises(ValueError, match="lam"):
+        partial_ot_loss(x, y, lam)
+    with pytest.raises(ValueError, match="lam"):
+        partial_plan(cost_matrix(x, y), lam)
+    with pytest.raises(ValueError, match="lam"):
+        get_loss("ot", lam=lam)
+
+
+def test_shape_mismatch():
+    with pytest.raises(ValueError, match="same shape"):
+        partial_ot_loss(torch.randn(4, 3), torch.randn(5, 3))
+    with pytest.raises(ValueError, match="same shape"):
+        mse_loss(torch.randn(4, 3), torch.randn(4, 2))
+
+
+def test_token_level_needs_3d():
+    with pytest.raises(ValueError, match="token"):
+        partial_ot_loss(torch.randn(4, 3), torch.randn(4, 3), level="token")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_inputs(bad):
+    x, y = _pair((4, 3))
+    x[1, 2] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        partial_ot_loss(x, y)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        partial_ot_loss(y, x)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        mse_loss(x, y)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"solver": "simplex"}, "solver"),
+        ({"cost": "cosine"}, "cost"),
+        ({"level": "batch"}, "level"),
+    ],
+)
+def test_unknown_names(kwargs, match):
+    x, y = _pair((4, 3))
+    with pytest.raises(ValueError, match=match):
+        partial_ot_loss(x, y, **kwargs)
+    with pytest.raises(ValueError, match=match):
+        get_loss("ot", **kwargs)
+
+
+def test_unknown_loss_and_bad_cost_shape():
+    with pytest.raises(ValueError, match="unknown loss"):
+        get_loss("wasserstein")
+    with pytest.raises(ValueError, match="shape"):
+        partial_plan(torch.randn(3), 0.5)
