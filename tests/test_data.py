@@ -1,0 +1,169 @@
+"""The dataset API and the simulated NSD."""
+
+import time
+
+import numpy as np
+import pytest
+
+from otnsd.data import AREA_REGION, REGIONS, SimulatedNSD, SubjectData
+from otnsd.data.rois import SUBJECT1_REGION_COUNTS
+
+
+@pytest.fixture(scope="module")
+def small():
+    return SimulatedNSD(seed=3, n_train=60, n_test=20, voxel_scale=0.05, n_tokens=4, dim=8)
+
+
+def test_deterministic_from_seed(small):
+    again = SimulatedNSD(seed=3, n_train=60, n_test=20, voxel_scale=0.05, n_tokens=4, dim=8)
+    a, b = small.subject(2), again.subject(2)
+    np.testing.assert_array_equal(a.train_voxels, b.train_voxels)
+    np.testing.assert_array_equal(a.test_voxels, b.test_voxels)
+    np.testing.assert_array_equal(a.voxel_area, b.voxel_area)
+    np.testing.assert_array_equal(small.image_embeddings([0, 5]), again.image_embeddings([0, 5]))
+    assert small.captions([7]) == again.captions([7])
+    assert small.fingerprint == again.fingerprint
+
+
+def test_subject_order_does_not_change_data(small):
+    again = SimulatedNSD(seed=3, n_train=60, n_test=20, voxel_scale=0.05, n_tokens=4, dim=8)
+    again.subject(7)  # load in another order
+    np.testing.assert_array_equal(small.subject(1).train_voxels, again.subject(1).train_voxels)
+
+
+def test_seed_changes_data(small):
+    other = SimulatedNSD(seed=4, n_train=60, n_test=20, voxel_scale=0.05, n_tokens=4, dim=8)
+    assert other.fingerprint != small.fingerprint
+    assert not np.allclose(other.image_embeddings([0]), small.image_embeddings([0]))
+
+
+def test_shapes(small):
+    T, D = small.embedding_shape
+    assert (T, D) == (4, 8)
+    for s in small.subjects:
+        d = small.subject(s)
+        assert isinstance(d, SubjectData)
+        assert d.train_voxels.shape == (60, 3, d.n_voxels)
+        assert d.test_voxels.shape == (20, d.n_voxels)
+        assert d.train_voxels.dtype == np.float32 and d.test_voxels.dtype == np.float32
+        assert small.image_embeddings(d.train_image_ids).shape == (60, T, D)
+        assert np.isfinite(d.train_voxels).all()
+    caps = small.captions(small.test_image_ids)
+    assert len(caps) == 20 and all(len(c) == 5 and len(set(c)) == 5 for c in caps)
+
+
+def test_test_images_shared_train_images_disjoint(small):
+    train_sets = [set(small.subject(s).train_image_ids) for s in small.subjects]
+    for s in small.subjects:
+        np.testing.assert_array_equal(small.subject(s).test_image_ids, small.test_image_ids)
+        assert not set(small.test_image_ids) & train_sets[small.subjects.index(s)]
+    for i in range(len(train_sets)):
+        for j in range(i + 1, len(train_sets)):
+            assert not train_sets[i] & train_sets[j]
+
+
+def test_subjects_and_voxel_counts():
+    sim = SimulatedNSD(seed=0, n_train=10, n_test=5, voxel_scale=0.1)
+    assert sim.subjects == (1, 2, 5, 7)
+    expected = {1: 15724, 2: 14278, 5: 13039, 7: 12682}
+    for s, n in expected.items():
+        assert abs(sim.subject(s).n_voxels - round(0.1 * n)) <= 1
+
+
+def test_subject1_region_proportions_follow_table2():
+    sim = SimulatedNSD(seed=0, n_train=10, n_test=5, voxel_scale=1.0, subjects=(1,))
+    counts = sim.subject(1).region_counts()
+    assert counts == SUBJECT1_REGION_COUNTS
+    assert counts == {"Vision": 4657, "Body": 2934, "Face": 1042, "Place": 2252, "Word": 1736, "Other": 3103}
+    assert sum(counts.values()) == 15724
+
+
+def test_region_masks(small):
+    d = small.subject(1)
+    assert set(d.voxel_region) == set(REGIONS)
+    masks = {r: d.region_mask(r) for r in REGIONS}
+    assert sum(m.sum() for m in masks.values()) == d.n_voxels  # disjoint cover
+    both = d.region_mask(["Place", "Face"])
+    np.testing.assert_array_equal(both, masks["Place"] | masks["Face"])
+    assert all(AREA_REGION[a] == r for a, r in zip(d.voxel_area, d.voxel_region))
+    with pytest.raises(ValueError, match="unknown region"):
+        d.region_mask("V1")
+
+
+def test_unknown_subject_and_ids(small):
+    with pytest.raises(ValueError, match="subject 3"):
+        small.subject(3)
+    with pytest.raises(ValueError, match="image ids"):
+        small.image_embeddings([10**6])
+    with pytest.raises(ValueError, match="subjects must be NSD subjects"):
+        SimulatedNSD(subjects=(9,))
+    with pytest.raises(ValueError, match="voxel_scale"):
+        SimulatedNSD(voxel_scale=0)
+
+
+def test_subject_data_validates_shapes():
+    with pytest.raises(ValueError, match="one label per voxel"):
+        SubjectData(1, np.zeros((2, 3, 4)), np.arange(2), np.zeros((1, 4)), np.arange(1), np.array(["Other"] * 3))
+    with pytest.raises(ValueError, match="unknown area"):
+        SubjectData(1, np.zeros((2, 3, 2)), np.arange(2), np.zeros((1, 2)), np.arange(1), np.array(["Other", "V9"]))
+
+
+def test_voxels_carry_the_embedding():
+    """A linear decoder from training voxels predicts test embeddings well above chance."""
+    sim = SimulatedNSD(seed=0, n_train=800, n_test=100, voxel_scale=0.05, subjects=(1,))
+    d = sim.subject(1)
+    X = d.train_voxels.mean(1)
+    Y = sim.image_embeddings(d.train_image_ids).reshape(len(X), -1)
+    W = np.linalg.solve(X.T @ X + 100 * np.eye(X.shape[1]), X.T @ (Y - Y.mean(0)))
+    P = d.test_voxels @ W
+    Yt = sim.image_embeddings(d.test_image_ids).reshape(len(P), -1) - Y.mean(0)
+    S = (P / np.linalg.norm(P, axis=1, keepdims=True)) @ (Yt / np.linalg.norm(Yt, axis=1, keepdims=True)).T
+    assert (S.argmax(1) == np.arange(len(S))).mean() > 0.2  # chance is 0.01
+
+
+def test_text_encoder_matches_own_captions(small):
+    ids = small.test_image_ids
+    img = small.encode_image(ids)
+    txt = small.encode_text([c[0] for c in small.captions(ids)])
+    img /= np.linalg.norm(img, axis=1, keepdims=True)
+    txt /= np.linalg.norm(txt, axis=1, keepdims=True)
+    S = img @ txt.T
+    assert np.diag(S).mean() > S[~np.eye(len(S), dtype=bool)].mean() + 0.2
+
+
+def test_ground_truth_is_exposed_and_planted():
+    sim = SimulatedNSD(seed=0, n_train=1000, n_test=100, voxel_scale=0.02)
+    gt = sim.ground_truth
+    assert set(gt.region_factors) == set(REGIONS)
+    assert gt.redundant and gt.synergistic
+    imp = gt.region_importance
+    assert set(imp) == set(REGIONS) and all(v >= -1e-9 for v in imp.values())
+    ranking = gt.importance_ranking()
+    assert ranking[0] == "Place" and ranking[-1] == "Vision"  # the paper's Fig. 4 pattern, planted
+
+
+def test_synergy_is_planted():
+    """Action: little linear information in Body or Vision alone, nearly all in both."""
+    sim = SimulatedNSD(seed=0, n_train=1500, n_test=10, voxel_scale=0.02, subjects=(1,))
+    ids = np.arange(sim.n_images)
+    codes = sim.region_codes(ids)
+    action = sim._codes["action"][ids]
+
+    def r2(X):
+        X = np.hstack([X, np.ones((len(X), 1))])
+        coef, *_ = np.linalg.lstsq(X, action, rcond=None)
+        return 1 - ((action - X @ coef) ** 2).sum() / ((action - action.mean(0)) ** 2).sum()
+
+    assert r2(codes["Body"]) < 0.35 and r2(codes["Vision"]) < 0.05
+    assert r2(np.hstack([codes["Body"], codes["Vision"]])) > 0.99
+
+
+def test_default_builds_fast_and_small():
+    t = time.perf_counter()
+    sim = SimulatedNSD(seed=0)
+    d = sim.subject(1)
+    assert time.perf_counter() - t < 10
+    total = sum(sim.subject(s).train_voxels.nbytes + sim.subject(s).test_voxels.nbytes for s in sim.subjects)
+    assert total + sim._embeddings.nbytes < 2 * 2**30
+    assert sim.simulated and "simulated" in sim.label
+    assert d.train_voxels.shape[0] == 2400
