@@ -1,0 +1,48 @@
+"""Where data, trained runs and figures live: a parameter, else an environment variable, else a default.
+
+=============  ==================  ==============================================
+what           environment         default
+=============  ==================  ==============================================
+NSD copy       ``OTNSD_DATA``      none (the simulated NSD needs no data)
+runs (cache)   ``OTNSD_RUNS``      ``./runs``
+figures        ``OTNSD_FIGURES``   ``figures/`` of the source checkout, else ``./figures``
+=============  ==================  ==============================================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def _resolve(given, env: str, default: Path) -> Path:
+    path = Path(given) if given else Path(os.environ[env]) if os.environ.get(env) else default
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def figures_dir(path: str | os.PathLike | None = None) -> Path:
+    """Folder for figures and tables (created if missing)."""
+    default = _CHECKOUT / "figures" if (_CHECKOUT / "pyproject.toml").exists() else Path("figures")
+    return _resolve(path, "OTNSD_FIGURES", default)
+
+
+def runs_dir(path: str | os.PathLike | None = None) -> Path:
+    """Folder for trained models and other cached results (created if missing)."""
+    return _resolve(path, "OTNSD_RUNS", Path("runs"))
+
+
+def data_dir(path: str | os.PathLike | None = None) -> Path:
+    """Root of a local NSD copy; an error that says how to point to it when none is set."""
+    given = path or os.environ.get("OTNSD_DATA")
+    if not given:
+        raise FileNotFoundError(
+            "no NSD copy is configured: pass data_dir=... or set OTNSD_DATA to the folder that "
+            "holds nsddata/ and nsddata_betas/ (the simulated NSD needs neither)"
+        )
+    root = Path(given)
+    if not root.is_dir():
+        raise FileNotFoundError(f"NSD folder {root} does not exist; check data_dir or OTNSD_DATA")
+    return root

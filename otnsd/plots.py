@@ -1,0 +1,50 @@
+"""One figure style for every notebook, and saving as PNG and PDF."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from .paths import figures_dir
+
+STYLE = {
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "legend.frameon": False,
+    "image.cmap": "viridis",
+    "pdf.fonttype": 42,
+    "figure.constrained_layout.use": True,
+}
+COLORS = {"mse": "#4C72B0", "ot": "#DD8452", "infonce": "#55A868", "exact": "#222222", "sinkhorn": "#C44E52"}
+
+
+def use_style() -> None:
+    """Apply the project's matplotlib style."""
+    plt.rcParams.update(STYLE)
+
+
+def simulated_note(ax, dataset) -> None:
+    """Label an axes as computed on simulated data (when it was)."""
+    if getattr(dataset, "simulated", False):
+        ax.text(0.99, 0.01, "simulated data", transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=7, color="0.4")
+
+
+def savefig(fig, name: str, fig_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Save ``fig`` as ``<fig_dir>/<name>.png`` and ``.pdf``; returns the two paths."""
+    out = figures_dir(fig_dir)
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    # no timestamps or version strings: the files change only when the figure does
+    fig.savefig(paths[0], metadata={"Software": None})
+    fig.savefig(paths[1], metadata={"Creator": None, "Producer": None, "CreationDate": None})
+    return paths
