@@ -78,6 +78,8 @@ SOLVERS = ("exact", "sinkhorn", "auto")
 # From this size on, the entropic solver beats POT's dummy-point network simplex for partial
 # problems on a CPU (benchmarks/bench_ot.py; the README has the table).
 _AUTO_MIN_N_CPU = 512
+# eps-scaling: each stage divides eps by this factor, from std(C) down to the target
+_EPS_STEP = 4.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,12 +257,19 @@ def _sinkhorn_plan(
     H = torch.zeros(B, 1, 1, dtype=work_dtype, device=C.device)
 
     # eps schedule: spread, spread/2, ... down to the target (per problem, same number of stages)
-    n_stages = max(1, int(math.ceil(math.log2(float((spread / eps_target).max())))) + 1)
+    ratio = float((spread / eps_target).max())
+    n_stages = max(1, int(math.ceil(math.log(ratio) / math.log(_EPS_STEP))) + 1) if ratio > 1 else 1
     for stage in range(n_stages):
         last = stage == n_stages - 1
-        e = torch.maximum(eps_target, spread / 2.0**stage) if not last else eps_target
+        e = torch.maximum(eps_target, spread / _EPS_STEP**stage) if not last else eps_target
         stage_tol = tol if last else 10 * tol
         stage_iter = max_iter if last else max(50, max_iter // 20)
+        # One row update in the log domain puts every row on the new eps's scale, so that no
+        # row of the kernel underflows entirely when eps drops.
+        row_lse = torch.logsumexp((G + H - C) / e, dim=2, keepdim=True)
+        F = e * (math.log(a) - row_lse)
+        if not balanced:
+            F = F.clamp_max(0.0)
         # absorbed kernel; the scalings u, v, s start at 1
         K = torch.exp((F + G + H - C) / e)
         u = torch.ones_like(F)
@@ -286,7 +295,13 @@ def _sinkhorn_plan(
                 s = torch.where(active, s_new, s)
             check = (it + 1) % check_every == 0 or it == stage_iter - 1
             if check:
-                err = (r * (u_new / u - 1)).abs().sum((1, 2)) + (c * (v_new / v - 1)).abs().sum((1, 2))
+                # marginal violation that this sweep corrected, plus any mass the kernel lost
+                mass = (Ktu * v_new).sum((1, 2)) * s.view(B)
+                err = (
+                    (r * (u_new / u - 1)).abs().sum((1, 2))
+                    + (c * (v_new / v - 1)).abs().sum((1, 2))
+                    + (mass - lam).abs()
+                )
             u = torch.where(active, u_new, u)
             v = torch.where(active, v_new, v)
             if check:

@@ -315,3 +315,27 @@ def test_unknown_loss_and_bad_cost_shape():
         get_loss("wasserstein")
     with pytest.raises(ValueError, match="shape"):
         partial_plan(torch.randn(3), 0.5)
+
+
+@pytest.mark.parametrize("step", [2.0, 4.0, 16.0])
+def test_eps_scaling_keeps_mass_in_float32(monkeypatch, step):
+    """Large float32 costs and big eps steps must not underflow the kernel into a zero plan."""
+    import otnsd.ot as otmod
+
+    monkeypatch.setattr(otmod, "_EPS_STEP", step)
+    g = torch.Generator().manual_seed(8)
+    y = torch.randn(300, 768, generator=g)
+    C = cost_matrix(y + torch.randn(300, 768, generator=g), y)
+    P = partial_plan(C, 0.5, solver="sinkhorn")
+    _assert_feasible(P.double(), 0.5, atol=1e-3)
+    exact = float((partial_plan(C.double(), 0.5, solver="exact") * C.double()).sum())
+    assert float((P.double() * C.double()).sum()) == pytest.approx(exact, rel=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_sinkhorn_on_gpu_matches_cpu():
+    C = _rand_cost(64, 64, seed=9, batch=3, dtype=torch.float32)
+    P_cpu = partial_plan(C, 0.5, solver="sinkhorn")
+    P_gpu = partial_plan(C.cuda(), 0.5, solver="sinkhorn")
+    assert P_gpu.device.type == "cuda"
+    torch.testing.assert_close(P_gpu.cpu(), P_cpu, atol=1e-5, rtol=1e-3)

@@ -1,0 +1,53 @@
+"""Paths, figure saving and notebook conventions."""
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from otnsd.paths import data_dir, figures_dir, runs_dir  # noqa: E402
+from otnsd.plots import savefig, use_style  # noqa: E402
+
+NOTEBOOKS = sorted(Path(__file__).resolve().parent.parent.joinpath("notebooks").glob("[0-9]*.ipynb"))
+
+
+def test_paths_follow_parameter_then_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("OTNSD_RUNS", str(tmp_path / "env_runs"))
+    assert runs_dir() == tmp_path / "env_runs" and runs_dir().is_dir()
+    assert runs_dir(tmp_path / "given") == tmp_path / "given"
+    monkeypatch.setenv("OTNSD_FIGURES", str(tmp_path / "figs"))
+    assert figures_dir() == tmp_path / "figs"
+
+
+def test_missing_nsd_copy_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.delenv("OTNSD_DATA", raising=False)
+    with pytest.raises(FileNotFoundError, match="OTNSD_DATA"):
+        data_dir()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        data_dir(tmp_path / "nope")
+    assert data_dir(tmp_path) == tmp_path
+
+
+def test_savefig_writes_png_and_pdf(tmp_path):
+    use_style()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    paths = savefig(fig, "demo", tmp_path)
+    assert [p.name for p in paths] == ["demo.png", "demo.pdf"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_conventions(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged `parameters` (papermill injects after it)"
+    assert all(c.get("outputs") for c in code if "savefig(fig" in "".join(c["source"])), "stored outputs"
+    source = "".join("".join(c["source"]) for c in code)
+    assert "argparse" not in source and "/home/" not in source and "/work/" not in source
