@@ -3,7 +3,7 @@
 Prints one table measured in one run. For each problem: milliseconds per loss evaluation with its
 backward pass (median over repeats), the ratio to POT's exact ``partial_wasserstein2`` (looped
 over the samples at token level, as the paper's released code does), the ratio to MSE, and the
-relative error of the loss against the exact one.
+relative error of the loss against the exact one. Repeats interleave the solvers.
 
     python benchmarks/bench_ot.py                 # CPU, the default sizes
     python benchmarks/bench_ot.py --device cuda   # on a GPU
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import random
 import statistics
 import time
 
@@ -29,16 +30,24 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _time(fn, device, repeats):
-    fn()  # warm-up
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def _time_interleaved(fns: dict, device, repeats) -> dict:
+    """Median ms of each function; repeats interleave the functions in shuffled order so that
+    drift in the machine's speed hits all of them alike."""
+    for fn in fns.values():  # warm-up
         fn()
-        _sync(device)
-        times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
+    _sync(device)
+    times = {k: [] for k in fns}
+    order = list(fns)
+    rng = random.Random(0)
+    for _ in range(repeats):
+        rng.shuffle(order)  # no solver always runs right after the same one
+        for k in order:
+            fn = fns[k]
+            t = time.perf_counter()
+            fn()
+            _sync(device)
+            times[k].append(time.perf_counter() - t)
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
 
 
 def pot_reference(x, y, lam, level):
@@ -77,13 +86,12 @@ def run_case(level, shape, lam, device, repeats, seed=0):
 
     with torch.no_grad():
         exact_value = float(partial_ot_loss(x, y, lam, level=level, solver="exact"))
+    kinds = ("POT partial_wasserstein2", "exact", "sinkhorn", "auto", "mse")
+    ms = _time_interleaved({k: step(loss_fn(k)) for k in kinds}, device, repeats)
     rows = {}
-    for kind in ("POT partial_wasserstein2", "exact", "sinkhorn", "auto", "mse"):
-        fn = loss_fn(kind)
-        ms = _time(step(fn), device, repeats)
+    for kind in kinds:
         with torch.no_grad():
-            value = float(fn())
-        rows[kind] = (ms, value)
+            rows[kind] = (ms[kind], float(loss_fn(kind)()))
     pot_ms, mse_ms = rows["POT partial_wasserstein2"][0], rows["mse"][0]
     n = shape[1] if level == "token" else shape[0]
     label = f"{level} " + (f"B={shape[0]} x {n}x{n}, D={shape[2]}" if level == "token" else f"N={n}, D={int(np.prod(shape[1:]))}")
@@ -115,7 +123,9 @@ def main():
     print(header)
     print("|---|---|---:|---:|---:|---:|")
     for level, shape in cases:
-        reps = args.repeats if np.prod(shape) < 10**7 else max(1, args.repeats // 2)
+        # millisecond-scale problems need many repeats for a stable median
+        size = np.prod(shape)
+        reps = args.repeats * 10 if size < 10**6 else args.repeats if size < 10**7 else max(1, args.repeats // 2)
         for label, kind, ms, vs_pot, vs_mse, err in run_case(level, shape, args.lam, device, reps):
             print(f"| {label} | {kind} | {ms:.1f} | {vs_pot:.2f} | {vs_mse:.0f} | {err} |")
 

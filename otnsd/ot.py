@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -80,6 +81,8 @@ SOLVERS = ("exact", "sinkhorn", "auto")
 _AUTO_MIN_N_CPU = 512
 # eps-scaling: each stage divides eps by this factor, from std(C) down to the target
 _EPS_STEP = 4.0
+# absorb the scalings into the potentials once one of them leaves [e^-30, e^30]
+_ABSORB_LOG = 30.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,7 +312,7 @@ def _sinkhorn_plan(
                 # one host synchronisation every check_every sweeps
                 if not bool(active.any()):
                     break
-                if max(float(t.log().abs().max()) for t in (u, v, s)) > 20 or not torch.isfinite(err).all():
+                if max(float(t.log().abs().max()) for t in (u, v, s)) > _ABSORB_LOG or not torch.isfinite(err).all():
                     # absorb the scalings into the potentials before they over- or underflow
                     F, G, H = F + e * u.log(), G + e * v.log(), H + e * s.log()
                     K = torch.exp((F + G + H - C) / e)
@@ -317,8 +320,17 @@ def _sinkhorn_plan(
                     if not balanced:
                         u_max = torch.exp(-F / e).clamp_max(1e30)
                         v_max = torch.exp(-G / e).clamp_max(1e30)
-        F, G, H = F + e * u.log(), G + e * v.log(), H + e * s.log()
-    plan = torch.exp((F + G + H - C) / eps_target)
+        if not last:  # warm start: the next stage starts from this stage's potentials
+            F, G, H = F + e * u.log(), G + e * v.log(), H + e * s.log()
+        elif bool(active.any()):
+            warnings.warn(
+                f"entropic partial OT stopped after max_iter={max_iter} sweeps with a marginal "
+                f"violation of {float(err.max()) / lam:.1e} (tol={tol}); raise max_iter or eps_rel, "
+                "or use solver='exact'",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    plan = K * (u * s) * v  # the last stage ran at eps_target
     if not torch.isfinite(plan).all():
         raise FloatingPointError(
             "the entropic solver did not stay finite; use a larger eps (or eps_rel) or float64 input"

@@ -52,6 +52,7 @@ def _assert_feasible(P, lam, atol):
     torch.testing.assert_close(P.sum((-1, -2)), torch.full(P.shape[:-2], lam, dtype=P.dtype), atol=atol, rtol=0)
 
 
+@pytest.mark.filterwarnings("ignore:entropic partial OT stopped")
 # ---------------------------------------------------------------------------------------- plans
 @pytest.mark.parametrize("solver", ["exact", "sinkhorn"])
 @pytest.mark.parametrize("lam", [0.1, 0.5, 0.9, 1.0])
@@ -86,6 +87,7 @@ def test_sinkhorn_close_to_exact(lam, paired, rel):
     assert entropic == pytest.approx(exact, rel=rel)
 
 
+@pytest.mark.filterwarnings("ignore:entropic partial OT stopped")
 def test_sinkhorn_converges_to_exact_as_eps_shrinks():
     C = _rand_cost(32, 32, seed=4)
     exact = float((partial_plan(C, 0.5, solver="exact") * C).sum())
@@ -105,6 +107,7 @@ def test_batched_equals_looped(solver):
     torch.testing.assert_close(batched, looped, atol=1e-7, rtol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:entropic partial OT stopped")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_tiny_eps_stays_finite(dtype):
     C = _rand_cost(40, 40, seed=6, dtype=dtype) * 100
@@ -339,3 +342,9 @@ def test_sinkhorn_on_gpu_matches_cpu():
     P_gpu = partial_plan(C.cuda(), 0.5, solver="sinkhorn")
     assert P_gpu.device.type == "cuda"
     torch.testing.assert_close(P_gpu.cpu(), P_cpu, atol=1e-5, rtol=1e-3)
+
+
+def test_warns_when_max_iter_stops_the_entropic_solver():
+    C = _rand_cost(30, 30, seed=10)
+    with pytest.warns(RuntimeWarning, match="max_iter"):
+        partial_plan(C, 0.5, solver="sinkhorn", eps_rel=1e-3, tol=1e-9, max_iter=20)
