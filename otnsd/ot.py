@@ -587,10 +587,38 @@ class Loss:
         return f"Loss({self.name!r}{', ' if args else ''}{args})"
 
 
-def get_loss(name: str, **params) -> Loss:
+class WeightedLoss:
+    """Weighted sum of registered losses: ``sum_k weight_k * loss_k(x, y)``."""
+
+    def __init__(self, terms: list[tuple[float, Loss]]):
+        if not terms:
+            raise ValueError("a weighted loss needs at least one term")
+        self.terms = terms
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return sum(w * loss(x, y) for w, loss in self.terms)
+
+    def __repr__(self) -> str:
+        return " + ".join(f"{w:g} * {loss!r}" for w, loss in self.terms)
+
+
+def get_loss(name, **params):
     """Loss by name with its parameters: "mse", "ot" (partial OT), "infonce".
+
+    A dict gives a weighted sum, each entry ``name: {"weight": w, **params}`` (weight 1 if absent).
 
     >>> get_loss("ot", lam=0.5, level="token", cost="euclidean")
     Loss('ot', cost='euclidean', lam=0.5, level='token')
+    >>> get_loss({"mse": {}, "ot": {"weight": 0.5, "lam": 0.3}})
+    1 * Loss('mse') + 0.5 * Loss('ot', lam=0.3)
     """
+    if isinstance(name, dict):
+        if params:
+            raise ValueError("give the parameters of a weighted loss inside its dict")
+        terms = []
+        for key, p in name.items():
+            p = dict(p)
+            weight = float(p.pop("weight", 1.0))
+            terms.append((weight, Loss(key, **p)))
+        return WeightedLoss(terms)
     return Loss(name, **params)

@@ -1,0 +1,284 @@
+"""One training loop for single- and cross-subject brain encoders, cached by configuration.
+
+``fit(config, dataset)`` trains a :class:`~otnsd.model.BrainEncoder` with any loss of
+:func:`otnsd.ot.get_loss` (or a weighted sum of them): AdamW with a one-cycle schedule, gradient
+clipping, one randomly chosen repeat per training sample and step, a validation loss per epoch.
+Cross-subject training draws ``subjects_per_step`` subjects at random for every step and takes
+half of the batch from each, as the paper does.
+
+Runs are cached under ``<runs>/train/<key>/`` where ``key`` hashes the full configuration and the
+dataset's fingerprint: asking twice for the same model trains once. A file lock serialises two
+processes asking for the same run; a checkpoint is written atomically after every epoch, and an
+interrupted run (even by ``kill -9``) resumes from it and ends with the same weights as an
+uninterrupted one (every epoch's randomness is derived from ``(seed, epoch)``). A run counts as
+finished only once its ``DONE`` marker exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .model import BrainEncoder, EncoderConfig, load_encoder, save_encoder
+from .ot import get_loss
+from .paths import runs_dir as _runs_dir
+
+TRAIN_VERSION = 1  # bump when the loop changes what a configuration produces
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a trained encoder (with the dataset's fingerprint)."""
+
+    subjects: tuple[int, ...] = (1,)
+    loss: dict = field(default_factory=lambda: {"mse": {}})
+    preset: str = "small"
+    encoder: dict = field(default_factory=dict)  # overrides of the preset's fields
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    grad_clip: float = 1.0
+    subjects_per_step: int = 2
+    val_images: int = 200
+    seed: int = 0
+
+    def __post_init__(self):
+        self.subjects = tuple(int(s) for s in self.subjects)
+        if not self.subjects:
+            raise ValueError("give at least one subject to train on")
+        if isinstance(self.loss, str):
+            self.loss = {self.loss: {}}
+        get_loss(self.loss)  # validates names and parameters
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ValueError("epochs must be >= 1 and batch_size >= 2")
+        if len(self.subjects) > 1 and not 1 <= self.subjects_per_step <= len(self.subjects):
+            raise ValueError(f"subjects_per_step must be in 1..{len(self.subjects)}")
+
+    def key(self, dataset) -> str:
+        blob = json.dumps(
+            {"config": asdict(self), "data": dataset.fingerprint, "version": TRAIN_VERSION},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainResult:
+    model: BrainEncoder
+    history: dict
+    run_dir: Path
+    config: TrainConfig
+
+
+# ------------------------------------------------------------------------------------ data
+class _SubjectSplit:
+    """One subject's training and validation tensors (float32, CPU)."""
+
+    def __init__(self, dataset, subject: int, val_images: int):
+        d = dataset.subject(subject)
+        n = len(d.train_image_ids)
+        n_val = min(val_images, n // 5)
+        self.subject = subject
+        self.train_voxels = torch.from_numpy(np.ascontiguousarray(d.train_voxels[: n - n_val]))
+        self.train_targets = torch.from_numpy(dataset.image_embeddings(d.train_image_ids[: n - n_val]))
+        self.val_voxels = torch.from_numpy(np.ascontiguousarray(d.train_voxels[n - n_val :].mean(1)))
+        self.val_targets = torch.from_numpy(dataset.image_embeddings(d.train_image_ids[n - n_val :]))
+        flat = self.train_voxels.reshape(-1, self.train_voxels.shape[-1])
+        self.mean, self.std = flat.mean(0), flat.std(0)
+
+    def __len__(self):
+        return len(self.train_voxels)
+
+    def batch(self, idx: np.ndarray, rng: np.random.Generator):
+        reps = rng.integers(self.train_voxels.shape[1], size=len(idx))
+        return self.train_voxels[torch.from_numpy(idx), torch.from_numpy(reps)], self.train_targets[torch.from_numpy(idx)]
+
+
+def _epoch_batches(splits: list[_SubjectSplit], cfg: TrainConfig, rng: np.random.Generator):
+    """Yield (subject, voxel, target) chunks for each step of one epoch."""
+    if len(splits) == 1:
+        s = splits[0]
+        perm = rng.permutation(len(s))
+        for i in range(len(s) // cfg.batch_size):
+            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            yield [(s.subject, *s.batch(idx, rng))]
+        return
+    perms = {s.subject: list(rng.permutation(len(s))) for s in splits}
+    per = cfg.batch_size // cfg.subjects_per_step
+    n_steps = sum(len(s) for s in splits) // cfg.batch_size
+    by_subject = {s.subject: s for s in splits}
+    for _ in range(n_steps):
+        chosen = rng.choice(len(splits), size=cfg.subjects_per_step, replace=False)
+        chunks = []
+        for k in sorted(chosen):
+            s = splits[k]
+            if len(perms[s.subject]) < per:
+                perms[s.subject] = list(rng.permutation(len(s)))
+            idx = np.array(perms[s.subject][:per])
+            del perms[s.subject][:per]
+            chunks.append((s.subject, *by_subject[s.subject].batch(idx, rng)))
+        yield chunks
+
+
+def _steps_per_epoch(splits, cfg):
+    if len(splits) == 1:
+        return len(splits[0]) // cfg.batch_size
+    return sum(len(s) for s in splits) // cfg.batch_size
+
+
+# ------------------------------------------------------------------------------------ files
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(text: str, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_dir_for(cfg: TrainConfig, dataset, runs_dir=None) -> Path:
+    return _runs_dir(runs_dir) / "train" / cfg.key(dataset)
+
+
+def is_cached(cfg: TrainConfig, dataset, runs_dir=None) -> bool:
+    return (run_dir_for(cfg, dataset, runs_dir) / "DONE").exists()
+
+
+# ------------------------------------------------------------------------------------ fit
+def build_encoder(cfg: TrainConfig, dataset) -> BrainEncoder:
+    T, D = dataset.embedding_shape
+    n_voxels = {s: dataset.subject(s).n_voxels for s in cfg.subjects}
+    overrides = {"n_tokens": T, "dim": D, **cfg.encoder}
+    return BrainEncoder(EncoderConfig.preset(cfg.preset, n_voxels, **overrides))
+
+
+def fit(cfg: TrainConfig, dataset, runs_dir=None, *, progress: bool = True) -> TrainResult:
+    """Train (or load from the cache) the encoder that ``cfg`` describes on ``dataset``."""
+    run = run_dir_for(cfg, dataset, runs_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    with _locked(run.parent / f"{run.name}.lock"):
+        if not (run / "DONE").exists():
+            _train(cfg, dataset, run, progress)
+        expected = build_encoder(cfg, dataset).cfg
+        model = load_encoder(run / "encoder.pt", expected=expected)
+        history = json.loads((run / "history.json").read_text())
+    model.eval()
+    return TrainResult(model=model, history=history, run_dir=run, config=cfg)
+
+
+def _evaluate_loss(model, splits, loss_fn, batch_size):
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for s in splits:
+            for i in range(0, len(s.val_voxels) - batch_size + 1, batch_size):
+                pred = model(s.val_voxels[i : i + batch_size], s.subject)
+                total += float(loss_fn(pred, s.val_targets[i : i + batch_size]))
+                count += 1
+    model.train()
+    return total / max(count, 1)
+
+
+def _train(cfg: TrainConfig, dataset, run: Path, progress: bool) -> None:
+    _atomic_write_text(
+        json.dumps({"config": asdict(cfg), "dataset": dataset.config(), "fingerprint": dataset.fingerprint}, indent=1, default=str),
+        run / "config.json",
+    )
+    torch.manual_seed(cfg.seed)
+    splits = [_SubjectSplit(dataset, s, cfg.val_images) for s in cfg.subjects]
+    model = build_encoder(cfg, dataset)
+    for s in splits:
+        model.set_voxel_stats(s.subject, s.mean, s.std)
+    loss_fn = get_loss(cfg.loss)
+    mse_fn = get_loss("mse")
+    steps = _steps_per_epoch(splits, cfg)
+    if steps < 1:
+        raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set")
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps)
+    history = {"epoch": [], "train_loss": [], "val_loss": [], "val_mse": []}
+    start = 0
+    ckpt = run / "checkpoint.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"], strict=True)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history, start = state["history"], state["epoch"]
+    model.train()
+    bar = tqdm(range(start, cfg.epochs), desc=f"train {run.name}", disable=not progress, initial=start, total=cfg.epochs)
+    for epoch in bar:
+        rng = np.random.default_rng([cfg.seed, epoch])
+        torch.manual_seed(cfg.seed * 100003 + epoch)
+        losses = []
+        for chunks in _epoch_batches(splits, cfg, rng):
+            preds = torch.cat([model(v, s) for s, v, _ in chunks])
+            targets = torch.cat([t for _, _, t in chunks])
+            loss = loss_fn(preds, targets)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+        history["epoch"].append(epoch + 1)
+        history["train_loss"].append(float(np.mean(losses)))
+        history["val_loss"].append(_evaluate_loss(model, splits, loss_fn, cfg.batch_size))
+        history["val_mse"].append(_evaluate_loss(model, splits, mse_fn, cfg.batch_size))
+        bar.set_postfix(loss=f"{history['train_loss'][-1]:.4g}", val=f"{history['val_loss'][-1]:.4g}")
+        _atomic_save(
+            {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+             "history": history, "epoch": epoch + 1},
+            ckpt,
+        )
+        _maybe_die_for_tests(epoch + 1)
+    save_encoder(model, run / "encoder.pt.tmp")
+    os.replace(run / "encoder.pt.tmp", run / "encoder.pt")
+    _atomic_write_text(json.dumps(history), run / "history.json")
+    _atomic_write_text("done\n", run / "DONE")
+    ckpt.unlink(missing_ok=True)
+
+
+def _maybe_die_for_tests(epoch: int) -> None:
+    # Lets the test suite interrupt a run at a known point, as kill -9 would.
+    if os.environ.get("OTNSD_TEST_KILL_AT_EPOCH") == str(epoch):
+        os.kill(os.getpid(), 9)
+
+
+def predict(model: BrainEncoder, voxels, subject: int, batch_size: int = 256) -> np.ndarray:
+    """Brain embeddings (n, T, D) for voxels (n, V) of one subject."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(voxels), batch_size):
+            v = torch.as_tensor(np.asarray(voxels[i : i + batch_size]), dtype=torch.float32)
+            out.append(model(v, subject).numpy())
+    return np.concatenate(out)
