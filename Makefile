@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 EXECUTED ?= runs/executed
+# trained models are cached here and shared by all notebooks (and by `make test`)
+export OTNSD_RUNS ?= $(CURDIR)/runs
 
 .PHONY: help venv figures test test-fast notebooks bench clean
 
@@ -47,6 +49,7 @@ notebooks: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_ot.py
+	$(PY) benchmarks/bench_train.py
 
 clean:
 	rm -rf $(EXECUTED) .pytest_cache

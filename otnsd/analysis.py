@@ -93,3 +93,22 @@ def ridge_predictions(dataset, subject: int = 1, alpha: float = 1e4, *, regions=
     pred = ((d.test_voxels[:, mask] - mu) / sd) @ W + y_mean
     T, D = dataset.embedding_shape
     return pred.reshape(-1, T, D).astype(np.float32), dataset.image_embeddings(d.test_image_ids)
+
+
+def correlation_matrix(pred, target) -> np.ndarray:
+    """Pearson correlation between every predicted and every target embedding (flattened).
+
+    Entry ``(i, j)`` correlates brain embedding ``i`` with image embedding ``j`` (the paper's
+    Fig. 1 heatmaps); the diagonal holds the matched pairs.
+    """
+    p = np.asarray(pred, dtype=np.float64).reshape(len(pred), -1)
+    t = np.asarray(target, dtype=np.float64).reshape(len(target), -1)
+    p = (p - p.mean(1, keepdims=True)) / (p.std(1, keepdims=True) + 1e-12)
+    t = (t - t.mean(1, keepdims=True)) / (t.std(1, keepdims=True) + 1e-12)
+    return p @ t.T / p.shape[1]
+
+
+def diagonal_contrast(R: np.ndarray) -> tuple[float, float]:
+    """Mean matched (diagonal) and mean unmatched (off-diagonal) correlation of a square matrix."""
+    off = ~np.eye(len(R), dtype=bool)
+    return float(np.diag(R).mean()), float(R[off].mean())

@@ -48,3 +48,31 @@ def savefig(fig, name: str, fig_dir: str | os.PathLike | None = None) -> list[Pa
     fig.savefig(paths[0], metadata={"Software": None})
     fig.savefig(paths[1], metadata={"Creator": None, "Producer": None, "CreationDate": None})
     return paths
+
+
+def _fmt(v, digits=2):
+    if v is None:
+        return "n/a"
+    if isinstance(v, str):
+        return v
+    return f"{v:.{digits}f}"
+
+
+def write_table(rows: list[dict], columns: list[str], name: str, fig_dir=None, *, caption: str = "") -> list[Path]:
+    """Write rows (dicts keyed by column) as ``<name>.csv``, ``.md`` and ``.tex``; None reads "n/a"."""
+    out = figures_dir(fig_dir)
+    csv = [",".join(columns)] + [",".join(_fmt(r.get(c)) if not isinstance(r.get(c), str) else f'"{r[c]}"' for c in columns) for r in rows]
+    md = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    md += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    esc = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")  # noqa: E731
+    tex = [r"\begin{table}", r"\centering", r"\begin{tabular}{" + "l" + "r" * (len(columns) - 1) + "}", r"\hline"]
+    tex.append(" & ".join(esc(c) for c in columns) + r" \\ \hline")
+    tex += [" & ".join(esc(_fmt(r.get(c))) for c in columns) + r" \\" for r in rows]
+    tex += [r"\hline", r"\end{tabular}"]
+    if caption:
+        tex.append(r"\caption{" + esc(caption) + "}")
+    tex.append(r"\end{table}")
+    paths = [out / f"{name}.csv", out / f"{name}.md", out / f"{name}.tex"]
+    for p, lines in zip(paths, (csv, md, tex)):
+        p.write_text("\n".join(lines) + "\n")
+    return paths

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # plain text bars: no widget dependency, same in notebooks and shells
 
 from .model import BrainEncoder, EncoderConfig, load_encoder, save_encoder
 from .ot import get_loss
@@ -282,3 +282,27 @@ def predict(model: BrainEncoder, voxels, subject: int, batch_size: int = 256) ->
             v = torch.as_tensor(np.asarray(voxels[i : i + batch_size]), dtype=torch.float32)
             out.append(model(v, subject).numpy())
     return np.concatenate(out)
+
+
+def paper_models(*, lam: float = 0.5, level: str = "sample", cost: str = "sqeuclidean", epochs: int = 20,
+                 cross_epochs: int = 5, seed: int = 0, batch_size: int = 64) -> dict[str, TrainConfig]:
+    """The models the paper compares (Table 1), plus the OT variants worth showing beside them.
+
+    ``OT-S1`` uses the paper's equations at ``level``/``cost``; ``OT-S1 (released code)`` the
+    token-level Euclidean loss of the released code; ``MSE+OT-S1`` adds the OT term to MSE.
+    Cross-subject models see four subjects' data per epoch, so ``cross_epochs`` defaults to a
+    quarter of ``epochs`` (about the same number of steps).
+    """
+    ot = {"lam": lam, "level": level, "cost": cost}
+    common = dict(batch_size=batch_size, seed=seed)
+    single = dict(subjects=(1,), epochs=epochs, **common)
+    cross = dict(subjects=(1, 2, 5, 7), epochs=cross_epochs, **common)
+    return {
+        "MSE-S1": TrainConfig(loss={"mse": {}}, **single),
+        "OT-S1": TrainConfig(loss={"ot": ot}, **single),
+        "OT-S1 (released code)": TrainConfig(loss={"ot": {"lam": lam, "level": "token", "cost": "euclidean"}}, **single),
+        "MSE+OT-S1": TrainConfig(loss={"mse": {}, "ot": ot}, **single),
+        "InfoNCE-S1": TrainConfig(loss={"infonce": {}}, **single),
+        "MSE-cross": TrainConfig(loss={"mse": {}}, **cross),
+        "OT-cross": TrainConfig(loss={"ot": ot}, **cross),
+    }

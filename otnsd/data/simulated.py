@@ -153,6 +153,7 @@ class SimConfig:
     code_noise: float = 1.0  # trial-to-trial noise in each region's code (std, codes have unit std)
     voxel_noise: float = 1.0  # independent noise per voxel and trial
     detail_noise: float = 0.3  # image detail in the embedding that no region encodes
+    clip_gap: float = 1.3  # modality gap of the CLIP stand-in (relative to the pooled norm)
 
     def __post_init__(self):
         bad = [s for s in self.subjects if s not in NSDGENERAL_VOXELS]
@@ -163,7 +164,7 @@ class SimConfig:
                 raise ValueError(f"{name} must be at least 1; got {getattr(self, name)}")
         if not 0 < self.voxel_scale <= 1:
             raise ValueError(f"voxel_scale must be in (0, 1]; got {self.voxel_scale}")
-        for name in ("code_noise", "voxel_noise", "detail_noise"):
+        for name in ("code_noise", "voxel_noise", "detail_noise", "clip_gap"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
 
@@ -264,16 +265,32 @@ class SimulatedNSD(BrainImageDataset):
 
     # ------------------------------------------------------------------------------ CLIP stand-in
     def encode_image(self, image_ids) -> np.ndarray:
-        """Pooled (mean over tokens) image embedding, (n, D): the image side of CLIP-S."""
-        return self.image_embeddings(image_ids).mean(1)
+        """CLIP-S image side, (n, D + 2): the token-pooled embedding plus an image-only offset.
+
+        The two extra dimensions hold a constant offset per modality (image, text), scaled by
+        ``clip_gap``: like CLIP's modality gap, it keeps image-text cosines near CLIP's range
+        (about 0.3 for a matching caption) while text-text cosines stay high.
+        """
+        pooled = self.image_embeddings(image_ids).mean(1)
+        return self._with_gap(pooled, 0)
 
     def encode_text(self, captions: list[str]) -> np.ndarray:
-        """Caption embeddings (n, D) in the image-embedding space: the text side of CLIP-S."""
+        """CLIP-S text side, (n, D + 2): a caption parsed to the factor code, through the image
+        network, pooled, plus the text-only offset (see :meth:`encode_image`)."""
         codes = {k: np.zeros((len(captions), w)) for k, w in BLOCKS.items()}
         for i, text in enumerate(captions):
             for k, raw in _parse_caption(text).items():
                 codes[k][i] = (raw - self._mean[k]) / self._std[k]
-        return self._encoder(self._weighted_code(codes)).mean(1).astype(np.float32)
+        return self._with_gap(self._encoder(self._weighted_code(codes)).mean(1), 1)
+
+    @cached_property
+    def _gap_scale(self) -> float:
+        return self.cfg.clip_gap * float(np.linalg.norm(self._embeddings.mean(1), axis=1).mean())
+
+    def _with_gap(self, pooled: np.ndarray, modality: int) -> np.ndarray:
+        gap = np.zeros((len(pooled), 2))
+        gap[:, modality] = self._gap_scale
+        return np.hstack([pooled, gap]).astype(np.float32)
 
     # ------------------------------------------------------------------------------ brain
     def region_codes(self, image_ids) -> dict[str, np.ndarray]:

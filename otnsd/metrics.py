@@ -1,0 +1,219 @@
+"""Caption and alignment metrics, reported x 100 like the paper's Table 1, with bootstrap CIs.
+
+Captions: BLEU-1..4, METEOR, ROUGE-L, CIDEr and SPICE through pycocoevalcap with PTB
+tokenisation (as BrainHub's ``eval_caption.py``); SPICE only when Stanford CoreNLP 3.6.0's jars
+are present (otherwise "n/a" and one warning saying how to add them). CLIP-S and RefCLIP-S as
+BrainHub defines them (Hessel et al. 2021): candidates and references prefixed with
+"A photo depicts", ``CLIP-S = w * max(cos(image, candidate), 0)`` with ``w = 2.5``, and
+``RefCLIP-S`` the harmonic mean of CLIP-S and the largest candidate-reference cosine. The
+encoder is pluggable: anything with ``encode_image(image_ids)`` and ``encode_text(texts)``; the
+simulated NSD is one.
+
+Alignment: top-1 / top-5 retrieval of the true image among the test images from a brain
+embedding (and of the brain embedding from the image), and the mean cosine to the target.
+
+Confidence intervals resample the test images (percentile bootstrap of the mean per-image
+score). For BLEU and METEOR, whose corpus score is not a mean of per-image scores, the interval
+is that of the per-image mean and is shown beside the corpus score.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+CAPTION_METRICS = ("BLEU1", "BLEU2", "BLEU3", "BLEU4", "METEOR", "ROUGE", "CIDEr", "SPICE")
+CLIP_PREFIX = "A photo depicts"
+CLIP_W = 2.5
+
+
+# ------------------------------------------------------------------------------ captions
+def spice_available() -> bool:
+    """True when SPICE's Stanford CoreNLP jars are installed next to pycocoevalcap's SPICE."""
+    import pycocoevalcap.spice as spice_pkg
+
+    lib = Path(spice_pkg.__file__).parent / "lib"
+    return (lib / "stanford-corenlp-3.6.0.jar").exists() and (lib / "stanford-corenlp-3.6.0-models.jar").exists()
+
+
+_SPICE_WARNED = False
+
+
+def _warn_spice_missing():
+    global _SPICE_WARNED
+    if not _SPICE_WARNED:
+        import pycocoevalcap.spice as spice_pkg
+
+        lib = Path(spice_pkg.__file__).parent / "lib"
+        warnings.warn(
+            "SPICE is reported as n/a: its Stanford CoreNLP 3.6.0 jars are missing. To enable it, put "
+            f"stanford-corenlp-3.6.0.jar and stanford-corenlp-3.6.0-models.jar (from "
+            f"stanford-corenlp-full-2015-12-09.zip) into {lib}",
+            stacklevel=3,
+        )
+        _SPICE_WARNED = True
+
+
+def caption_scores(predictions: list[str], references: list[list[str]], *, spice: str | bool = "auto") -> dict:
+    """Corpus and per-image caption metrics (x 100).
+
+    Parameters
+    ----------
+    predictions : list of str, one generated caption per image
+    references : list of lists of str, the reference captions of each image
+    spice : "auto" (when its jars are present), True, or False
+
+    Returns
+    -------
+    dict with ``corpus`` (metric -> float, or None for SPICE when unavailable) and
+    ``per_image`` (metric -> array of shape (n,)).
+    """
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} reference sets")
+    if not predictions:
+        raise ValueError("no captions to score")
+    use_spice = spice_available() if spice == "auto" else bool(spice)
+    if use_spice and not spice_available():
+        raise FileNotFoundError("SPICE was requested but its Stanford CoreNLP jars are missing (see spice_available)")
+    tok = PTBTokenizer()
+    with _java_chatter_captured():
+        gts = tok.tokenize({i: [{"caption": r} for r in refs] for i, refs in enumerate(references)})
+        res = tok.tokenize({i: [{"caption": p}] for i, p in enumerate(predictions)})
+    corpus, per_image = {}, {}
+    bleu, bleu_each = Bleu(4).compute_score(gts, res, verbose=0)
+    for k in range(4):
+        corpus[f"BLEU{k + 1}"] = 100 * bleu[k]
+        per_image[f"BLEU{k + 1}"] = 100 * np.asarray(bleu_each[k])
+    for name, scorer in (("METEOR", Meteor()), ("ROUGE", Rouge()), ("CIDEr", Cider())):
+        score, each = scorer.compute_score(gts, res)
+        corpus[name] = 100 * float(score)
+        per_image[name] = 100 * np.asarray(each, dtype=float)
+        if hasattr(scorer, "close"):
+            scorer.close()
+    if use_spice:
+        from pycocoevalcap.spice.spice import Spice
+
+        score, each = Spice().compute_score(gts, res)
+        corpus["SPICE"] = 100 * float(score)
+        per_image["SPICE"] = 100 * np.array([e["All"]["f"] for e in each], dtype=float)
+    else:
+        if spice == "auto":
+            _warn_spice_missing()
+        corpus["SPICE"] = None
+    return {"corpus": corpus, "per_image": per_image}
+
+
+def _normalize(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    return a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+
+
+def clip_scores(encoder, image_ids, predictions: list[str], references: list[list[str]], *, w: float = CLIP_W) -> dict:
+    """Per-image CLIP-S and RefCLIP-S (x 100), BrainHub's definitions.
+
+    ``CLIP-S_i = w * max(cos(E_img(i), E_txt(prefix + c_i)), 0)``;
+    ``RefCLIP-S_i = H(CLIP-S_i, max_r cos(E_txt(prefix + c_i), E_txt(prefix + r)))`` with H the
+    harmonic mean (the text-text part is not scaled by w, as in the reference implementation).
+    """
+    img = _normalize(encoder.encode_image(image_ids))
+    cand = _normalize(encoder.encode_text([f"{CLIP_PREFIX} {p}" for p in predictions]))
+    flat_refs = [f"{CLIP_PREFIX} {r}" for refs in references for r in refs]
+    ref = _normalize(encoder.encode_text(flat_refs))
+    clip_s = w * np.clip((img * cand).sum(1), 0, None)
+    ref_sim = np.empty(len(predictions))
+    start = 0
+    for i, refs in enumerate(references):
+        ref_sim[i] = (ref[start : start + len(refs)] @ cand[i]).max()
+        start += len(refs)
+    ref_sim = np.clip(ref_sim, 0, None)
+    denom = clip_s + ref_sim
+    refclip = np.where(denom > 0, 2 * clip_s * ref_sim / np.where(denom > 0, denom, 1), 0.0)
+    return {"CLIP-S": 100 * clip_s, "RefCLIP-S": 100 * refclip}
+
+
+# ------------------------------------------------------------------------------ alignment
+def retrieval_scores(pred: np.ndarray, target: np.ndarray, *, pooled: bool = False, ks=(1, 5)) -> dict:
+    """Per-image retrieval hits (x 100) and cosine to the target.
+
+    ``pred`` and ``target`` are (n, T, D) or (n, D); flattened, or mean-pooled over tokens when
+    ``pooled`` (a measure blind to token order, for token-level-trained models). Returns
+    ``top{k}_brain2image`` (the true image ranks within the top k among the n test images for
+    its brain embedding), ``top{k}_image2brain`` and ``cosine``, each an array of shape (n,).
+    """
+    pred, target = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target shapes differ: {pred.shape} vs {target.shape}")
+    if pooled and pred.ndim == 3:
+        pred, target = pred.mean(1), target.mean(1)
+    p, t = _normalize(pred.reshape(len(pred), -1)), _normalize(target.reshape(len(target), -1))
+    S = p @ t.T
+    diag = np.diag(S)
+    out = {"cosine": 100 * diag}
+    for k in ks:
+        out[f"top{k}_brain2image"] = 100.0 * ((S > diag[:, None]).sum(1) < k)
+        out[f"top{k}_image2brain"] = 100.0 * ((S > diag[None, :]).sum(0) < k)
+    return out
+
+
+def bootstrap_ci(per_image: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean over images."""
+    x = np.asarray(per_image, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(1)
+    alpha = (1 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def evaluate_captions(encoder, image_ids, predictions, references, *, spice="auto", n_boot=1000, seed=0) -> dict:
+    """All Table 1 caption columns: {metric: (value, ci_low, ci_high)}; SPICE may be None."""
+    caps = caption_scores(predictions, references, spice=spice)
+    clip = clip_scores(encoder, image_ids, predictions, references)
+    out = {}
+    for m in CAPTION_METRICS:
+        v = caps["corpus"][m]
+        out[m] = (None, None, None) if v is None else (v, *bootstrap_ci(caps["per_image"][m], n_boot=n_boot, seed=seed))
+    for m, each in clip.items():
+        out[m] = (float(each.mean()), *bootstrap_ci(each, n_boot=n_boot, seed=seed))
+    return out
+
+
+def evaluate_alignment(pred, target, *, n_boot=1000, seed=0) -> dict:
+    """Retrieval and cosine (flattened and token-pooled): {metric: (value, ci_low, ci_high)}."""
+    out = {}
+    for pooled in (False, True):
+        for m, each in retrieval_scores(pred, target, pooled=pooled).items():
+            name = m + ("_pooled" if pooled else "")
+            out[name] = (float(each.mean()), *bootstrap_ci(each, n_boot=n_boot, seed=seed))
+    return out
+
+
+@contextlib.contextmanager
+def _java_chatter_captured():
+    """Keep the Java tokenizer's progress line (with its timing) off the process's stderr; show
+    what it wrote if something fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        except Exception:
+            os.dup2(saved, 2)
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -1,0 +1,128 @@
+"""Captioners and metrics, checked against direct pycocoevalcap calls and hand-computed values."""
+
+import numpy as np
+import pytest
+
+from otnsd import metrics
+from otnsd.caption import PrefixCaptioner, PrefixConfig, RetrievalCaptioner
+from otnsd.metrics import bootstrap_ci, caption_scores, clip_scores, retrieval_scores
+from otnsd.plots import write_table
+
+PRED = ["a man riding a horse on a beach", "two dogs playing in the park", "a red bus on the street"]
+REFS = [
+    ["a man rides a horse along the beach", "a person on a horse at the shore"],
+    ["two dogs play in a grassy park", "dogs running in the park"],
+    ["a red bus drives down the street", "a bus on a city road", "a red double decker bus"],
+]
+
+
+def test_caption_scores_match_direct_pycocoevalcap():
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.meteor.meteor import Meteor
+    from pycocoevalcap.rouge.rouge import Rouge
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    tok = PTBTokenizer()
+    gts = tok.tokenize({i: [{"caption": r} for r in refs] for i, refs in enumerate(REFS)})
+    res = tok.tokenize({i: [{"caption": p}] for i, p in enumerate(PRED)})
+    bleu, _ = Bleu(4).compute_score(gts, res)
+    meteor, _ = Meteor().compute_score(gts, res)
+    rouge, _ = Rouge().compute_score(gts, res)
+    cider, _ = Cider().compute_score(gts, res)
+    ours = caption_scores(PRED, REFS, spice=False)["corpus"]
+    for k in range(4):
+        assert ours[f"BLEU{k + 1}"] == pytest.approx(100 * bleu[k])
+    assert ours["METEOR"] == pytest.approx(100 * meteor)
+    assert ours["ROUGE"] == pytest.approx(100 * rouge)
+    assert ours["CIDEr"] == pytest.approx(100 * cider)
+    assert ours["SPICE"] is None
+
+
+def test_spice_missing_reads_na_with_one_warning(monkeypatch):
+    monkeypatch.setattr(metrics, "spice_available", lambda: False)
+    monkeypatch.setattr(metrics, "_SPICE_WARNED", False)
+    with pytest.warns(UserWarning, match="stanford-corenlp-3.6.0.jar"):
+        out = caption_scores(PRED, REFS)
+    assert out["corpus"]["SPICE"] is None
+    with pytest.raises(FileNotFoundError, match="SPICE"):
+        caption_scores(PRED, REFS, spice=True)
+
+
+class _FixedEncoder:
+    """Image i -> images[i]; a text -> its row in a table (prefix included)."""
+
+    def __init__(self, images, texts):
+        self.images, self.texts = images, texts
+
+    def encode_image(self, ids):
+        return self.images[np.asarray(ids)]
+
+    def encode_text(self, texts):
+        return np.stack([self.texts[t] for t in texts])
+
+
+def test_clip_scores_hand_computed():
+    p = metrics.CLIP_PREFIX
+    images = np.array([[1.0, 0.0], [0.0, 1.0]])
+    texts = {
+        f"{p} c0": np.array([1.0, 1.0]),  # cos 1/sqrt(2) with image 0
+        f"{p} c1": np.array([1.0, 0.0]),  # cos 0 with image 1
+        f"{p} r00": np.array([1.0, 1.0]),  # identical to c0
+        f"{p} r01": np.array([0.0, 1.0]),
+        f"{p} r10": np.array([-1.0, 0.0]),  # cos -1 with c1: clipped to 0
+    }
+    out = clip_scores(_FixedEncoder(images, texts), [0, 1], ["c0", "c1"], [["r00", "r01"], ["r10"]])
+    c0 = 2.5 * (1 / np.sqrt(2))
+    np.testing.assert_allclose(out["CLIP-S"], [100 * c0, 0.0])
+    np.testing.assert_allclose(out["RefCLIP-S"], [100 * 2 * c0 * 1.0 / (c0 + 1.0), 0.0])
+
+
+def test_retrieval_and_bootstrap():
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=(50, 4, 3))
+    perfect = retrieval_scores(target, target)
+    assert perfect["top1_brain2image"].mean() == 100 and perfect["top1_image2brain"].mean() == 100
+    assert perfect["cosine"].mean() == pytest.approx(100)
+    shuffled = retrieval_scores(target[::-1], target)
+    assert shuffled["top1_brain2image"].mean() < 20
+    noisy = retrieval_scores(target + 0.5 * rng.normal(size=target.shape), target)
+    assert 0 < noisy["top5_brain2image"].mean() <= 100
+    assert noisy["top5_brain2image"].mean() >= noisy["top1_brain2image"].mean()
+    lo, hi = bootstrap_ci(noisy["cosine"])
+    assert lo <= noisy["cosine"].mean() <= hi
+    with pytest.raises(ValueError, match="shapes differ"):
+        retrieval_scores(target, target[:10])
+
+
+def test_retrieval_captioner_returns_the_training_caption():
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(10, 4, 3))
+    caps = [[f"caption {i}", f"other {i}"] for i in range(10)]
+    rc = RetrievalCaptioner(emb, caps)
+    assert rc(emb) == [f"caption {i}" for i in range(10)]
+    assert RetrievalCaptioner(emb, caps, pooled=True)(emb[3:4]) == ["caption 3"]
+
+
+def test_prefix_captioner_learns_a_tiny_set(tmp_path):
+    rng = np.random.default_rng(2)
+    emb = rng.normal(size=(6, 2, 4)).astype(np.float32)
+    words = ["dog", "cat", "bus", "car", "horse", "cake"]
+    caps = [[f"a {w} in a park"] for w in words]
+    cap = PrefixCaptioner.train(emb, caps, PrefixConfig(hidden=64, word_dim=16, epochs=150, batch_size=6, lr=1e-2),
+                                progress=False)
+    out = cap(emb)
+    assert sum(o.lower().rstrip(".") == c[0] for o, c in zip(out, caps)) >= 5, out
+    cap.save(tmp_path / "cap.pt")
+    assert PrefixCaptioner.load(tmp_path / "cap.pt")(emb) == out
+    with pytest.raises(ValueError, match="shape"):
+        cap(np.zeros((1, 3, 4), dtype=np.float32))
+
+
+def test_write_table(tmp_path):
+    rows = [{"Method": "MSE", "CIDEr": 51.234, "SPICE": None}, {"Method": "OT_S1", "CIDEr": 71.5, "SPICE": 14.4}]
+    paths = write_table(rows, ["Method", "CIDEr", "SPICE"], "t", tmp_path, caption="demo")
+    csv, md, tex = (p.read_text() for p in paths)
+    assert '"MSE",51.23,n/a' in csv
+    assert "| OT_S1 | 71.50 | 14.40 |" in md
+    assert r"OT\_S1 & 71.50 & 14.40 \\" in tex
