@@ -217,3 +217,100 @@ class PrefixCaptioner:
             if bool(done.all()):
                 break
         return [" ".join(w).capitalize() + "." if w else "" for w in words]
+
+
+# ---------------------------------------------------------------------------------- Shikra
+SHIKRA_PROMPT = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives "
+    "helpful, detailed, and polite answers to the user's questions. USER: Describe this image "
+    "<image> as simply as possible. ASSISTANT:"
+)
+IM_START, IM_PATCH, IM_END = "<im_start>", "<im_patch>", "<im_end>"
+
+
+class ShikraCaptioner:
+    """The paper's captioner: Shikra (LlamaForCausalLM + ``mm_projector``) fed brain tokens.
+
+    UMBRAE's prompt is tokenised with ``<image>`` expanded to ``<im_start>``, ``n_patches`` x
+    ``<im_patch>``, ``<im_end>``; the embeddings of the ``<im_patch>`` positions are replaced by the
+    projected brain tokens (``mm_projector``: Linear(1024, hidden)), and the caption is decoded
+    greedily. Build it from a local Shikra-7B folder with :meth:`from_pretrained`, or from any
+    Llama model, tokenizer and projector (the tests use a tiny random one).
+    """
+
+    def __init__(self, model, tokenizer, mm_projector: nn.Module, *, n_patches: int = 256,
+                 max_new_tokens: int = 40, prompt: str = SHIKRA_PROMPT):
+        missing = [t for t in (IM_START, IM_PATCH, IM_END) if t not in tokenizer.get_vocab()]
+        if missing:
+            raise ValueError(f"the tokenizer lacks Shikra's image tokens {missing}; is this a Shikra tokenizer?")
+        if "<image>" not in prompt:
+            raise ValueError("the prompt must hold an <image> placeholder")
+        self.model, self.tokenizer, self.mm_projector = model.eval(), tokenizer, mm_projector.eval()
+        self.n_patches, self.max_new_tokens = n_patches, max_new_tokens
+        self.patch_id = tokenizer.convert_tokens_to_ids(IM_PATCH)
+        image = IM_START + IM_PATCH * n_patches + IM_END
+        self.prompt_ids = tokenizer(prompt.replace("<image>", image), return_tensors="pt").input_ids[0]
+        n_found = int((self.prompt_ids == self.patch_id).sum())
+        if n_found != n_patches:
+            raise ValueError(f"the tokenised prompt holds {n_found} <im_patch> tokens, expected {n_patches}")
+
+    @classmethod
+    def from_pretrained(cls, path, *, dtype=torch.float16, device="cpu", **kwargs) -> "ShikraCaptioner":
+        """Load Shikra from a local folder (no download): its Llama weights, tokenizer and the
+        ``mm_projector`` weights stored beside them in the checkpoint shards."""
+        from pathlib import Path
+
+        from transformers import AutoTokenizer, LlamaForCausalLM
+
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"no Shikra folder at {path}; download shikra-7b there first")
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = LlamaForCausalLM.from_pretrained(path, local_files_only=True, torch_dtype=dtype).to(device)
+        state = _find_projector_weights(path)
+        weight = state["weight"]
+        projector = nn.Linear(weight.shape[1], weight.shape[0], bias="bias" in state)
+        projector.load_state_dict(state, strict=True)
+        return cls(model, tokenizer, projector.to(device=device, dtype=dtype), **kwargs)
+
+    def inputs_embeds(self, brain_tokens: torch.Tensor) -> torch.Tensor:
+        """Prompt embeddings with the ``<im_patch>`` positions replaced: (B, L, hidden)."""
+        if brain_tokens.dim() != 3 or brain_tokens.shape[1] != self.n_patches:
+            raise ValueError(f"expected brain tokens of shape (B, {self.n_patches}, D); got {tuple(brain_tokens.shape)}")
+        emb_layer = self.model.get_input_embeddings()
+        ids = self.prompt_ids.to(emb_layer.weight.device)
+        base = emb_layer(ids)[None].expand(len(brain_tokens), -1, -1).clone()
+        proj = self.mm_projector(brain_tokens.to(device=base.device, dtype=self.mm_projector.weight.dtype))
+        base[:, ids == self.patch_id] = proj.to(base.dtype)
+        return base
+
+    @torch.no_grad()
+    def __call__(self, embeddings, batch_size: int = 8) -> list[str]:
+        emb = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
+        out = []
+        for b in range(0, len(emb), batch_size):
+            x = self.inputs_embeds(emb[b : b + batch_size])
+            mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
+            gen = self.model.generate(inputs_embeds=x, attention_mask=mask, max_new_tokens=self.max_new_tokens,
+                                      do_sample=False, num_beams=1, pad_token_id=self.tokenizer.eos_token_id)
+            out.extend(t.strip() for t in self.tokenizer.batch_decode(gen, skip_special_tokens=True))
+        return out
+
+
+def _find_projector_weights(path) -> dict:
+    """``mm_projector`` weight (and bias) from a Shikra checkpoint's shards."""
+    state = {}
+    for f in sorted(path.glob("*.safetensors")):
+        from safetensors import safe_open
+
+        with safe_open(str(f), framework="pt") as st:
+            for k in st.keys():
+                if "mm_projector" in k:
+                    state[k.rsplit(".", 1)[-1]] = st.get_tensor(k)
+    if not state:
+        for f in sorted(path.glob("pytorch_model*.bin")):
+            blob = torch.load(f, map_location="cpu", weights_only=True)
+            state.update({k.rsplit(".", 1)[-1]: v for k, v in blob.items() if "mm_projector" in k})
+    if "weight" not in state:
+        raise ValueError(f"no mm_projector weights found in {path}; is this a Shikra checkpoint?")
+    return {k: v.float() for k, v in state.items()}
