@@ -217,3 +217,43 @@ def _java_chatter_captured():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+class OpenCLIPEncoder:
+    """Real CLIP for CLIP-S / RefCLIP-S through open_clip, from local weights only.
+
+    Parameters
+    ----------
+    model, preprocess, tokenizer : as returned by open_clip
+    images : callable
+        ``images(image_ids) -> list of (H, W, 3) uint8 arrays`` (e.g. NSD's ``imgBrick`` rows).
+    """
+
+    def __init__(self, model, preprocess, tokenizer, images, device="cpu"):
+        self.model, self.preprocess, self.tokenizer = model.eval().to(device), preprocess, tokenizer
+        self.images, self.device = images, device
+
+    @classmethod
+    def from_local(cls, model_name: str, checkpoint, images, device="cpu") -> "OpenCLIPEncoder":
+        """``model_name`` as open_clip names it (BrainHub uses "ViT-B-32"); ``checkpoint`` a local
+        weights file. Nothing is downloaded: a missing file is an error that says so."""
+        import open_clip
+
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"no CLIP weights at {checkpoint}: put the {model_name} checkpoint there (no download is attempted)")
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(checkpoint))
+        return cls(model, preprocess, open_clip.get_tokenizer(model_name), images, device)
+
+    def encode_image(self, image_ids) -> np.ndarray:
+        import torch
+        from PIL import Image
+
+        batch = torch.stack([self.preprocess(Image.fromarray(np.asarray(a, dtype=np.uint8))) for a in self.images(image_ids)])
+        with torch.no_grad():
+            return self.model.encode_image(batch.to(self.device)).float().cpu().numpy()
+
+    def encode_text(self, texts) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self.model.encode_text(self.tokenizer(list(texts)).to(self.device)).float().cpu().numpy()

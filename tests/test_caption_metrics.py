@@ -126,3 +126,29 @@ def test_write_table(tmp_path):
     assert '"MSE",51.23,n/a' in csv
     assert "| OT_S1 | 71.50 | 14.40 |" in md
     assert r"OT\_S1 & 71.50 & 14.40 \\" in tex
+
+
+def test_openclip_encoder_from_local_weights(tmp_path):
+    """A tiny random open_clip model, saved and reloaded from a local file (nothing downloaded)."""
+    import json
+
+    import open_clip
+    import torch
+
+    from otnsd.metrics import OpenCLIPEncoder
+
+    cfg = {"embed_dim": 16,
+           "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    (tmp_path / "otnsd-tiny-clip.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(tmp_path / "otnsd-tiny-clip.json")
+    model = open_clip.create_model("otnsd-tiny-clip", pretrained=None)
+    torch.save(model.state_dict(), tmp_path / "tiny.pt")
+    pics = np.random.default_rng(0).integers(0, 255, size=(3, 40, 48, 3), dtype=np.uint8)
+    enc = OpenCLIPEncoder.from_local("otnsd-tiny-clip", tmp_path / "tiny.pt", images=lambda ids: pics[np.asarray(ids)])
+    assert enc.encode_image([0, 2]).shape == (2, 16)
+    assert enc.encode_text(["a dog", "a cat"]).shape == (2, 16)
+    out = clip_scores(enc, [0, 1], ["a dog", "a cat"], [["a dog in a park"], ["a cat"]])
+    assert out["CLIP-S"].shape == (2,) and np.all(out["CLIP-S"] >= 0)
+    with pytest.raises(FileNotFoundError, match="no CLIP weights"):
+        OpenCLIPEncoder.from_local("otnsd-tiny-clip", tmp_path / "missing.pt", images=None)
