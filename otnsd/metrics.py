@@ -257,3 +257,22 @@ class OpenCLIPEncoder:
 
         with torch.no_grad():
             return self.model.encode_text(self.tokenizer(list(texts)).to(self.device)).float().cpu().numpy()
+
+
+def summarize_seeds(runs: list[dict]) -> dict:
+    """Mean and standard deviation over repeated seeds: ``{metric: (mean, std, n)}``.
+
+    ``runs`` holds one result per seed, as :func:`evaluate_captions` or :func:`evaluate_alignment`
+    return them (``{metric: (value, ci_low, ci_high)}``); metrics that are None (SPICE without its
+    jars) stay None.
+    """
+    if not runs:
+        raise ValueError("no runs to summarize")
+    out = {}
+    for m in runs[0]:
+        vals = [r[m][0] for r in runs]
+        if any(v is None for v in vals):
+            out[m] = (None, None, len(vals))
+        else:
+            out[m] = (float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, len(vals))
+    return out

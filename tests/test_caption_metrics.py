@@ -152,3 +152,14 @@ def test_openclip_encoder_from_local_weights(tmp_path):
     assert out["CLIP-S"].shape == (2,) and np.all(out["CLIP-S"] >= 0)
     with pytest.raises(FileNotFoundError, match="no CLIP weights"):
         OpenCLIPEncoder.from_local("otnsd-tiny-clip", tmp_path / "missing.pt", images=None)
+
+
+def test_summarize_seeds():
+    from otnsd.metrics import summarize_seeds
+
+    runs = [{"CIDEr": (10.0, 9, 11), "SPICE": (None, None, None)}, {"CIDEr": (14.0, 13, 15), "SPICE": (None, None, None)}]
+    s = summarize_seeds(runs)
+    assert s["CIDEr"] == (12.0, pytest.approx(np.std([10, 14], ddof=1)), 2)
+    assert s["SPICE"] == (None, None, 2)
+    with pytest.raises(ValueError):
+        summarize_seeds([])
