@@ -167,3 +167,14 @@ def test_default_builds_fast_and_small():
     assert total + sim._embeddings.nbytes < 2 * 2**30
     assert sim.simulated and "simulated" in sim.label
     assert d.train_voxels.shape[0] == 2400
+
+
+def test_load_dataset_by_name():
+    from otnsd.data import load_dataset
+
+    sim = load_dataset("simulated", seed=2, n_train=10, n_test=5, voxel_scale=0.01)
+    assert isinstance(sim, SimulatedNSD) and sim.cfg.seed == 2
+    with pytest.raises(NotImplementedError, match="real NSD"):
+        load_dataset("nsd")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_dataset("coco")
