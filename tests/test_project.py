@@ -51,3 +51,22 @@ def test_notebook_conventions(path):
     assert all(c.get("outputs") for c in code if "savefig(fig" in "".join(c["source"])), "stored outputs"
     source = "".join("".join(c["source"]) for c in code)
     assert "argparse" not in source and "/home/" not in source and "/work/" not in source
+
+
+def test_papermill_runs_notebook_01_with_parameters(tmp_path, monkeypatch):
+    """The README's headless call, with parameters, from the repository root."""
+    import papermill as pm
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("OTNSD_FIGURES", str(tmp_path / "figs"))
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook("notebooks/01_theory_mse_in_ot.ipynb", str(out), parameters={"seed": 1, "n_samples": 16, "heatmap_n": 8,
+                        "eps_rels": [0.5, 0.05, 0.01]}, progress_bar=False, kernel_name="python3")
+    import nbformat
+
+    nb = nbformat.read(out, as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "16 pairs of" in text and "identity = MSE: True" in text
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(
+        f"01_{n}.{e}" for n in ("ot_over_mse_vs_lambda", "entropic_error_vs_eps", "plans") for e in ("png", "pdf"))
