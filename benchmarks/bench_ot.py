@@ -119,7 +119,7 @@ def main():
     print(f"device: {device} ({name}), torch {torch.__version__}, POT {ot.__version__}, "
           f"{torch.get_num_threads()} CPU threads, lam = {args.lam}, float32 inputs, forward + backward")
     print()
-    header = f"| problem | solver | ms | speed-up vs POT | x MSE time | rel. error vs exact |"
+    header = "| problem | solver | ms | speed-up vs POT | x MSE time | rel. error vs exact |"
     print(header)
     print("|---|---|---:|---:|---:|---:|")
     for level, shape in cases:

@@ -20,7 +20,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -118,7 +117,6 @@ def _epoch_batches(splits: list[_SubjectSplit], cfg: TrainConfig, rng: np.random
     perms = {s.subject: list(rng.permutation(len(s))) for s in splits}
     per = cfg.batch_size // cfg.subjects_per_step
     n_steps = sum(len(s) for s in splits) // cfg.batch_size
-    by_subject = {s.subject: s for s in splits}
     for _ in range(n_steps):
         chosen = rng.choice(len(splits), size=cfg.subjects_per_step, replace=False)
         chunks = []
@@ -128,7 +126,7 @@ def _epoch_batches(splits: list[_SubjectSplit], cfg: TrainConfig, rng: np.random
                 perms[s.subject] = list(rng.permutation(len(s)))
             idx = np.array(perms[s.subject][:per])
             del perms[s.subject][:per]
-            chunks.append((s.subject, *by_subject[s.subject].batch(idx, rng)))
+            chunks.append((s.subject, *s.batch(idx, rng)))
         yield chunks
 
 
