@@ -112,3 +112,41 @@ def diagonal_contrast(R: np.ndarray) -> tuple[float, float]:
     """Mean matched (diagonal) and mean unmatched (off-diagonal) correlation of a square matrix."""
     off = ~np.eye(len(R), dtype=bool)
     return float(np.diag(R).mean()), float(R[off].mean())
+
+
+def valid_voxels(dataset, subject: int, regions=None) -> tuple[int, int]:
+    """(voxels kept, voxels in all) for a region subset: Table 2's "Valid Voxels" column."""
+    d = dataset.subject(subject)
+    kept = d.n_voxels if regions is None else int(d.region_mask(regions).sum())
+    return kept, d.n_voxels
+
+
+def interaction_matrix(perf: dict, regions) -> np.ndarray:
+    r"""Pairwise region interaction: :math:`I_{AB} = p(A \cup B) - \max(p(A), p(B))`.
+
+    Large positive values mean synergy (the pair does better than either region alone); values
+    near 0 mean redundancy (the pair adds nothing over its better member).
+
+    Parameters
+    ----------
+    perf : dict
+        Performance of region sets, keyed by ``frozenset`` of region names; needs every single
+        region of ``regions`` and every pair.
+    regions : sequence of str
+
+    Returns
+    -------
+    I : array (len(regions), len(regions)), symmetric, NaN on the diagonal
+    """
+    regions = list(regions)
+    n = len(regions)
+    out = np.full((n, n), np.nan)
+    for i in range(n):
+        for j in range(i + 1, n):
+            a, b = regions[i], regions[j]
+            missing = [k for k in (frozenset([a]), frozenset([b]), frozenset([a, b])) if k not in perf]
+            if missing:
+                raise ValueError(f"perf lacks the region sets {[sorted(k) for k in missing]}")
+            v = perf[frozenset([a, b])] - max(perf[frozenset([a])], perf[frozenset([b])])
+            out[i, j] = out[j, i] = v
+    return out

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from tqdm.std import tqdm  # plain text bars: no widget dependency, same in notebooks and shells
 
+from .data.rois import REGIONS, check_regions
 from .model import BrainEncoder, EncoderConfig, load_encoder, save_encoder
 from .ot import get_loss
 from .paths import runs_dir as _runs_dir
@@ -51,9 +52,13 @@ class TrainConfig:
     subjects_per_step: int = 2
     val_images: int = 200
     seed: int = 0
+    regions: tuple[str, ...] | None = None  # train on these regions' voxels only (None: all voxels)
 
     def __post_init__(self):
         self.subjects = tuple(int(s) for s in self.subjects)
+        if self.regions is not None:
+            chosen = set(check_regions(self.regions))
+            self.regions = tuple(r for r in REGIONS if r in chosen)  # canonical order for the cache key
         if not self.subjects:
             raise ValueError("give at least one subject to train on")
         if isinstance(self.loss, str):
@@ -65,12 +70,22 @@ class TrainConfig:
             raise ValueError(f"subjects_per_step must be in 1..{len(self.subjects)}")
 
     def key(self, dataset) -> str:
+        config = asdict(self)
+        if config["regions"] is None:
+            del config["regions"]  # all voxels: the same key as before region masking existed
         blob = json.dumps(
-            {"config": asdict(self), "data": dataset.fingerprint, "version": TRAIN_VERSION},
+            {"config": config, "data": dataset.fingerprint, "version": TRAIN_VERSION},
             sort_keys=True,
             default=str,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def voxel_mask(dataset, subject: int, regions=None) -> np.ndarray:
+    """Boolean mask of the voxels a model of ``regions`` sees (all voxels when None). The other
+    regions' voxels are removed from the input, not zeroed."""
+    d = dataset.subject(subject)
+    return np.ones(d.n_voxels, dtype=bool) if regions is None else d.region_mask(regions)
 
 
 @dataclass
@@ -80,19 +95,25 @@ class TrainResult:
     run_dir: Path
     config: TrainConfig
 
+    def predict_test(self, dataset, subject: int) -> np.ndarray:
+        """Brain embeddings of ``subject``'s test images, through this model's voxel mask."""
+        mask = voxel_mask(dataset, subject, self.config.regions)
+        return predict(self.model, dataset.subject(subject).test_voxels[:, mask], subject)
+
 
 # ------------------------------------------------------------------------------------ data
 class _SubjectSplit:
     """One subject's training and validation tensors (float32, CPU)."""
 
-    def __init__(self, dataset, subject: int, val_images: int):
+    def __init__(self, dataset, subject: int, val_images: int, regions=None):
         d = dataset.subject(subject)
         n = len(d.train_image_ids)
         n_val = min(val_images, n // 5)
         self.subject = subject
-        self.train_voxels = torch.from_numpy(np.ascontiguousarray(d.train_voxels[: n - n_val]))
+        voxels = d.train_voxels if regions is None else d.train_voxels[:, :, voxel_mask(dataset, subject, regions)]
+        self.train_voxels = torch.from_numpy(np.ascontiguousarray(voxels[: n - n_val]))
         self.train_targets = torch.from_numpy(dataset.image_embeddings(d.train_image_ids[: n - n_val]))
-        self.val_voxels = torch.from_numpy(np.ascontiguousarray(d.train_voxels[n - n_val :].mean(1)))
+        self.val_voxels = torch.from_numpy(np.ascontiguousarray(voxels[n - n_val :].mean(1)))
         self.val_targets = torch.from_numpy(dataset.image_embeddings(d.train_image_ids[n - n_val :]))
         flat = self.train_voxels.reshape(-1, self.train_voxels.shape[-1])
         self.mean, self.std = flat.mean(0), flat.std(0)
@@ -173,7 +194,7 @@ def is_cached(cfg: TrainConfig, dataset, runs_dir=None) -> bool:
 # ------------------------------------------------------------------------------------ fit
 def build_encoder(cfg: TrainConfig, dataset) -> BrainEncoder:
     T, D = dataset.embedding_shape
-    n_voxels = {s: dataset.subject(s).n_voxels for s in cfg.subjects}
+    n_voxels = {s: int(voxel_mask(dataset, s, cfg.regions).sum()) for s in cfg.subjects}
     overrides = {"n_tokens": T, "dim": D, **cfg.encoder}
     return BrainEncoder(EncoderConfig.preset(cfg.preset, n_voxels, **overrides))
 
@@ -211,7 +232,7 @@ def _train(cfg: TrainConfig, dataset, run: Path, progress: bool) -> None:
         run / "config.json",
     )
     torch.manual_seed(cfg.seed)
-    splits = [_SubjectSplit(dataset, s, cfg.val_images) for s in cfg.subjects]
+    splits = [_SubjectSplit(dataset, s, cfg.val_images, cfg.regions) for s in cfg.subjects]
     model = build_encoder(cfg, dataset)
     for s in splits:
         model.set_voxel_stats(s.subject, s.mean, s.std)
