@@ -259,7 +259,14 @@ def _sinkhorn_plan(
     G = torch.zeros(B, 1, m, dtype=work_dtype, device=C.device)
     H = torch.zeros(B, 1, 1, dtype=work_dtype, device=C.device)
 
-    # eps schedule: spread, spread/2, ... down to the target (per problem, same number of stages)
+    def absorbed(F, G, H, e):
+        """Kernel with the potentials absorbed, scalings u, v, s reset to 1, and the dual
+        feasibility F <= 0, G <= 0 as upper bounds on the scalings (none when balanced)."""
+        K = torch.exp((F + G + H - C) / e)
+        bounds = (None, None) if balanced else (torch.exp(-F / e).clamp_max(1e30), torch.exp(-G / e).clamp_max(1e30))
+        return (K, torch.ones_like(F), torch.ones_like(G), torch.ones_like(H), *bounds)
+
+    # eps schedule: spread, spread/_EPS_STEP, ... down to the target (per problem, same number of stages)
     ratio = float((spread / eps_target).max())
     n_stages = max(1, int(math.ceil(math.log(ratio) / math.log(_EPS_STEP))) + 1) if ratio > 1 else 1
     for stage in range(n_stages):
@@ -273,14 +280,7 @@ def _sinkhorn_plan(
         F = e * (math.log(a) - row_lse)
         if not balanced:
             F = F.clamp_max(0.0)
-        # absorbed kernel; the scalings u, v, s start at 1
-        K = torch.exp((F + G + H - C) / e)
-        u = torch.ones_like(F)
-        v = torch.ones_like(G)
-        s = torch.ones_like(H)
-        # dual feasibility F <= 0, G <= 0 as upper bounds on the scalings
-        u_max = torch.exp(-F / e).clamp_max(1e30) if not balanced else None
-        v_max = torch.exp(-G / e).clamp_max(1e30) if not balanced else None
+        K, u, v, s, u_max, v_max = absorbed(F, G, H, e)
         # Problems of the batch stop on their own: a converged one is frozen, so a batch gives
         # the same plans as solving its problems one by one.
         active = torch.ones(B, 1, 1, dtype=torch.bool, device=C.device)
@@ -315,11 +315,7 @@ def _sinkhorn_plan(
                 if max(float(t.log().abs().max()) for t in (u, v, s)) > _ABSORB_LOG or not torch.isfinite(err).all():
                     # absorb the scalings into the potentials before they over- or underflow
                     F, G, H = F + e * u.log(), G + e * v.log(), H + e * s.log()
-                    K = torch.exp((F + G + H - C) / e)
-                    u, v, s = torch.ones_like(u), torch.ones_like(v), torch.ones_like(s)
-                    if not balanced:
-                        u_max = torch.exp(-F / e).clamp_max(1e30)
-                        v_max = torch.exp(-G / e).clamp_max(1e30)
+                    K, u, v, s, u_max, v_max = absorbed(F, G, H, e)
         if not last:  # warm start: the next stage starts from this stage's potentials
             F, G, H = F + e * u.log(), G + e * v.log(), H + e * s.log()
         elif bool(active.any()):
