@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 
@@ -24,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.std import tqdm  # plain text bars: no widget dependency, same in notebooks and shells
 
+from .paths import atomic_path
 from .paths import runs_dir as _runs_dir
 
 _WORD = re.compile(r"[a-z]+")
@@ -170,10 +170,9 @@ class PrefixCaptioner:
         return cap
 
     def save(self, path) -> None:
-        tmp = f"{path}.tmp{os.getpid()}"
-        torch.save({"vocab": self.vocab, "cfg": asdict(self.cfg), "embedding_shape": self.embedding_shape,
-                    "state_dict": self.model.state_dict()}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save({"vocab": self.vocab, "cfg": asdict(self.cfg), "embedding_shape": self.embedding_shape,
+                        "state_dict": self.model.state_dict()}, tmp)
 
     @classmethod
     def load(cls, path) -> "PrefixCaptioner":

@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .paths import atomic_path
+
 PRESETS = {
     # UMBRAE's sizes: 256 latents x 1024, depth 6, 16 heads of 96, 256 voxel tokens
     "paper": dict(n_tokens=256, dim=1024, width=1024, n_voxel_tokens=256, depth=6, heads=16, dim_head=96, ff_mult=4),
@@ -216,4 +218,6 @@ def load_encoder(path, expected: EncoderConfig | None = None, map_location="cpu"
 
 
 def save_encoder(model: BrainEncoder, path) -> None:
-    torch.save({"encoder_config": model.cfg.to_dict(), "state_dict": model.state_dict()}, path)
+    """Write the architecture and the weights (atomically) for :func:`load_encoder`."""
+    with atomic_path(path) as tmp:
+        torch.save({"encoder_config": model.cfg.to_dict(), "state_dict": model.state_dict()}, tmp)

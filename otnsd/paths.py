@@ -11,6 +11,7 @@ figures        ``OTNSD_FIGURES``   ``figures/`` of the source checkout, else ``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -46,3 +47,22 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
     if not root.is_dir():
         raise FileNotFoundError(f"NSD folder {root} does not exist; check data_dir or OTNSD_DATA")
     return root
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Write ``path`` atomically: yields a temporary path beside it to write to, which replaces
+    ``path`` (after an fsync) only when the block ends without error. Readers never see a
+    half-written file; a crash leaves the old file (or none) and a stray temporary."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

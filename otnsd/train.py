@@ -31,6 +31,7 @@ from tqdm.std import tqdm  # plain text bars: no widget dependency, same in note
 from .data.rois import REGIONS, check_regions
 from .model import BrainEncoder, EncoderConfig, load_encoder, save_encoder
 from .ot import get_loss
+from .paths import atomic_path
 from .paths import runs_dir as _runs_dir
 
 TRAIN_VERSION = 1  # bump when the loop changes what a configuration produces
@@ -131,14 +132,13 @@ def _epoch_batches(splits: list[_SubjectSplit], cfg: TrainConfig, rng: np.random
     if len(splits) == 1:
         s = splits[0]
         perm = rng.permutation(len(s))
-        for i in range(len(s) // cfg.batch_size):
+        for i in range(_steps_per_epoch(splits, cfg)):
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             yield [(s.subject, *s.batch(idx, rng))]
         return
     perms = {s.subject: list(rng.permutation(len(s))) for s in splits}
     per = cfg.batch_size // cfg.subjects_per_step
-    n_steps = sum(len(s) for s in splits) // cfg.batch_size
-    for _ in range(n_steps):
+    for _ in range(_steps_per_epoch(splits, cfg)):
         chosen = rng.choice(len(splits), size=cfg.subjects_per_step, replace=False)
         chunks = []
         for k in sorted(chosen):
@@ -152,25 +152,18 @@ def _epoch_batches(splits: list[_SubjectSplit], cfg: TrainConfig, rng: np.random
 
 
 def _steps_per_epoch(splits, cfg):
-    if len(splits) == 1:
-        return len(splits[0]) // cfg.batch_size
     return sum(len(s) for s in splits) // cfg.batch_size
 
 
 # ------------------------------------------------------------------------------------ files
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 @contextlib.contextmanager
@@ -279,8 +272,7 @@ def _train(cfg: TrainConfig, dataset, run: Path, progress: bool) -> None:
             ckpt,
         )
         _maybe_die_for_tests(epoch + 1)
-    save_encoder(model, run / "encoder.pt.tmp")
-    os.replace(run / "encoder.pt.tmp", run / "encoder.pt")
+    save_encoder(model, run / "encoder.pt")
     _atomic_write_text(json.dumps(history), run / "history.json")
     _atomic_write_text("done\n", run / "DONE")
     ckpt.unlink(missing_ok=True)
