@@ -60,6 +60,23 @@ def _warn_spice_missing():
         _SPICE_WARNED = True
 
 
+_METEOR = None
+
+
+def _meteor():
+    """One METEOR scorer per process: its Java start-up (about 10 s, paraphrase tables) is paid
+    once, later calls take well under a second. Closed when the process exits."""
+    global _METEOR
+    if _METEOR is None or _METEOR.meteor_p.poll() is not None:  # none yet, or its Java process died
+        import atexit
+
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        _METEOR = Meteor()
+        atexit.register(_METEOR.meteor_p.kill)
+    return _METEOR
+
+
 def caption_scores(predictions: list[str], references: list[list[str]], *, spice: str | bool = "auto") -> dict:
     """Corpus and per-image caption metrics (x 100).
 
@@ -76,7 +93,6 @@ def caption_scores(predictions: list[str], references: list[list[str]], *, spice
     """
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.meteor.meteor import Meteor
     from pycocoevalcap.rouge.rouge import Rouge
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
@@ -96,12 +112,10 @@ def caption_scores(predictions: list[str], references: list[list[str]], *, spice
     for k in range(4):
         corpus[f"BLEU{k + 1}"] = 100 * bleu[k]
         per_image[f"BLEU{k + 1}"] = 100 * np.asarray(bleu_each[k])
-    for name, scorer in (("METEOR", Meteor()), ("ROUGE", Rouge()), ("CIDEr", Cider())):
+    for name, scorer in (("METEOR", _meteor()), ("ROUGE", Rouge()), ("CIDEr", Cider())):
         score, each = scorer.compute_score(gts, res)
         corpus[name] = 100 * float(score)
         per_image[name] = 100 * np.asarray(each, dtype=float)
-        if hasattr(scorer, "close"):
-            scorer.close()
     if use_spice:
         from pycocoevalcap.spice.spice import Spice
 
@@ -168,8 +182,10 @@ def retrieval_scores(pred: np.ndarray, target: np.ndarray, *, pooled: bool = Fal
 
 
 def bootstrap_ci(per_image: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean over images."""
+    """Percentile bootstrap CI of the mean over images; (nan, nan) when ``n_boot`` is 0."""
     x = np.asarray(per_image, dtype=float)
+    if n_boot == 0:
+        return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(1)
     alpha = (1 - level) / 2
@@ -197,6 +213,20 @@ def evaluate_alignment(pred, target, *, n_boot=1000, seed=0) -> dict:
             name = m + ("_pooled" if pooled else "")
             out[name] = (float(each.mean()), *bootstrap_ci(each, n_boot=n_boot, seed=seed))
     return out
+
+
+def evaluate_embeddings(dataset, image_ids, embeddings, caption, *, references=None, n_boot=1000, seed=0) -> tuple[dict, list[str]]:
+    """Caption ``embeddings`` of ``image_ids`` with ``caption`` and score them every way.
+
+    Returns ``({metric: (value, ci_low, ci_high)}, captions)``: the caption metrics of
+    :func:`evaluate_captions` and the alignment metrics of :func:`evaluate_alignment` against the
+    true image embeddings.
+    """
+    references = dataset.captions(image_ids) if references is None else references
+    captions = caption(embeddings)
+    scores = {**evaluate_captions(dataset, image_ids, captions, references, n_boot=n_boot, seed=seed),
+              **evaluate_alignment(embeddings, dataset.image_embeddings(image_ids), n_boot=n_boot, seed=seed)}
+    return scores, captions
 
 
 @contextlib.contextmanager
