@@ -20,7 +20,9 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -59,7 +61,8 @@ class TrainConfig:
         self.subjects = tuple(int(s) for s in self.subjects)
         if self.regions is not None:
             chosen = set(check_regions(self.regions))
-            self.regions = tuple(r for r in REGIONS if r in chosen)  # canonical order for the cache key
+            # canonical order for the cache key; every region is the whole brain (the same model as None)
+            self.regions = None if chosen == set(REGIONS) else tuple(r for r in REGIONS if r in chosen)
         if not self.subjects:
             raise ValueError("give at least one subject to train on")
         if isinstance(self.loss, str):
@@ -206,6 +209,60 @@ def fit(cfg: TrainConfig, dataset, runs_dir=None, *, progress: bool = True) -> T
     return TrainResult(model=model, history=history, run_dir=run, config=cfg)
 
 
+_WORKER_DATASET = None  # handed to forked workers by fit_many (inherited, not pickled)
+
+
+def _fit_in_worker(cfg: TrainConfig, runs_dir) -> str:
+    fit(cfg, _WORKER_DATASET, runs_dir, progress=False)
+    return cfg.key(_WORKER_DATASET)
+
+
+def fit_many(configs, dataset, runs_dir=None, *, workers: int | None = None, progress: bool = True) -> dict:
+    """Train every configuration not yet in the cache, ``workers`` at a time, then load them all.
+
+    Small models train faster as parallel one-thread processes than one after another on all
+    cores (on 2 cores: 36 ms per step each for two processes vs 26 ms for one two-thread process,
+    1.4x the throughput). Workers are forked (Linux), so the dataset is shared, not copied; where
+    fork is unavailable the runs train in this process, one after another.
+
+    Parameters
+    ----------
+    configs : dict name -> TrainConfig (or a list)
+    workers : int, default min(4, cpu count, runs to train)
+
+    Returns
+    -------
+    dict name -> TrainResult, in the order of ``configs``
+    """
+    global _WORKER_DATASET
+    named = dict(configs) if isinstance(configs, dict) else dict(enumerate(configs))
+    todo = {}
+    for cfg in named.values():
+        if not is_cached(cfg, dataset, runs_dir):
+            todo.setdefault(cfg.key(dataset), cfg)
+    workers = max(1, min(workers or min(4, os.cpu_count() or 1), len(todo)))
+    # even one run trains in a one-thread worker: a model's weights then do not depend on which
+    # notebook happened to train it
+    if todo and "fork" in multiprocessing.get_all_start_methods():
+        for s in sorted({s for cfg in todo.values() for s in cfg.subjects}):
+            dataset.subject(s)  # build subject data once, before forking
+        _WORKER_DATASET = dataset
+        try:
+            ctx = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                futures = [pool.submit(_fit_in_worker, cfg, runs_dir) for cfg in todo.values()]
+                bar = tqdm(as_completed(futures), total=len(futures), desc=f"training {len(todo)} models ({workers} processes)",
+                           disable=not progress)
+                for f in bar:
+                    f.result()
+        finally:
+            _WORKER_DATASET = None
+    else:
+        for cfg in tqdm(list(todo.values()), desc=f"training {len(todo)} models", disable=not progress or not todo):
+            fit(cfg, dataset, runs_dir, progress=False)
+    return {name: fit(cfg, dataset, runs_dir, progress=False) for name, cfg in named.items()}
+
+
 def _evaluate_loss(model, splits, loss_fn, batch_size):
     model.eval()
     total, count = 0.0, 0
@@ -293,6 +350,26 @@ def predict(model: BrainEncoder, voxels, subject: int, batch_size: int = 256) ->
             v = torch.as_tensor(np.asarray(voxels[i : i + batch_size]), dtype=torch.float32)
             out.append(model(v, subject).numpy())
     return np.concatenate(out)
+
+
+ANALYSIS_LOSSES = ("mse+ot", "ot", "mse")
+
+
+def analysis_config(regions=None, *, loss: str = "mse+ot", lam: float = 0.5, level: str = "sample",
+                    cost: str = "sqeuclidean", epochs: int = 10, seed: int = 0, batch_size: int = 64,
+                    subject: int = 1) -> TrainConfig:
+    """The single-subject model the analysis notebooks (04-07) train on a region subset.
+
+    ``loss`` is ``"mse+ot"`` (MSE plus the partial-OT term at ``lam``: the variant that learns on
+    the simulator), ``"ot"`` (the paper's loss alone) or ``"mse"``. Every analysis notebook builds
+    its models through this function with the same defaults, so they share one cache.
+    """
+    if loss not in ANALYSIS_LOSSES:
+        raise ValueError(f"unknown analysis loss {loss!r}; choose one of {', '.join(ANALYSIS_LOSSES)}")
+    ot = {"ot": {"lam": float(lam), "level": level, "cost": cost}}
+    spec = {"mse+ot": {"mse": {}, **ot}, "ot": ot, "mse": {"mse": {}}}[loss]
+    return TrainConfig(subjects=(subject,), loss=spec, epochs=epochs, seed=seed, batch_size=batch_size,
+                       regions=None if regions is None else tuple(regions))
 
 
 def paper_models(*, lam: float = 0.5, level: str = "sample", cost: str = "sqeuclidean", epochs: int = 20,

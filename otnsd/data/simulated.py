@@ -292,6 +292,13 @@ class SimulatedNSD(BrainImageDataset):
         gap[:, modality] = self._gap_scale
         return np.hstack([pooled, gap]).astype(np.float32)
 
+    def factor_codes(self, image_ids, factor: str) -> np.ndarray:
+        """The standardised numeric code of one semantic factor (``place``, ``objects``, ``color``,
+        ``people``, ``action``, ``faces``, ``text``, ``lowlevel``) for each image: (n, k)."""
+        if factor not in self._codes:
+            raise ValueError(f"unknown factor {factor!r}; choose one of {', '.join(self._codes)}")
+        return self._codes[factor][self._ids(image_ids)]
+
     # ------------------------------------------------------------------------------ brain
     def region_codes(self, image_ids) -> dict[str, np.ndarray]:
         """Noiseless code each region encodes for each image (what its voxels mix)."""
