@@ -1,11 +1,16 @@
-"""Analyses the notebooks call: numerical checks of the theory and linear baselines.
+"""Analyses the notebooks call; the notebooks only call these and plot.
 
-Notebook 01 (MSE is a special case of OT) uses :func:`ot_mse_check`, :func:`entropic_error` and
-:func:`ridge_predictions`.
+- Theory (notebook 01): :func:`ot_mse_check`, :func:`entropic_error`; linear baseline
+  :func:`ridge_predictions`; Fig. 1's :func:`correlation_matrix`.
+- Regions (notebooks 04-06): :func:`valid_voxels` (Table 2), :func:`interaction_matrix`
+  (redundancy and synergy), :func:`gradient_saliency` and :func:`perturbation_importance`
+  (Fig. 4's two importance measures), :func:`rank_agreement` (against a planted truth).
+- Embeddings (notebook 07): :func:`project_embeddings` (PCA / UMAP), :func:`separation`.
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -150,3 +155,171 @@ def interaction_matrix(perf: dict, regions) -> np.ndarray:
             v = perf[frozenset([a, b])] - max(perf[frozenset([a])], perf[frozenset([b])])
             out[i, j] = out[j, i] = v
     return out
+
+
+def region_subsets(regions, sizes=(1, 2)) -> list[tuple[str, ...]]:
+    """Every subset of ``regions`` with a size in ``sizes`` (singles and pairs by default)."""
+    return [s for k in sizes for s in itertools.combinations(list(regions), k)]
+
+
+def probe_r2(features, target, *, alpha: float = 10.0, folds: int = 5, seed: int = 0) -> float:
+    r"""Cross-validated :math:`R^2` of a ridge probe from ``features`` (n, ...) to ``target`` (n, k).
+
+    How much of a factor is linearly readable from a set of embeddings: features are flattened
+    and standardised within each training fold; the :math:`R^2` pools the held-out predictions of
+    ``folds`` folds over all target columns.
+    """
+    X = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
+    Y = np.asarray(target, dtype=np.float64).reshape(len(target), -1)
+    if len(X) != len(Y) or len(X) < 2 * folds:
+        raise ValueError(f"need one target row per feature row and at least {2 * folds} rows; got {len(X)} and {len(Y)}")
+    order = np.random.default_rng(seed).permutation(len(X))
+    pred = np.empty_like(Y)
+    for part in np.array_split(order, folds):
+        train = np.setdiff1d(order, part)
+        mu, sd, y_mu = X[train].mean(0), X[train].std(0) + 1e-12, Y[train].mean(0)
+        Xt = (X[train] - mu) / sd
+        # dual form: n_train x n_train system, cheap when features outnumber samples
+        K = Xt @ Xt.T
+        A = np.linalg.solve(K + alpha * np.eye(len(train)), Y[train] - y_mu)
+        pred[part] = ((X[part] - mu) / sd) @ (Xt.T @ A) + y_mu
+    return float(1 - ((Y - pred) ** 2).sum() / ((Y - Y.mean(0)) ** 2).sum())
+
+
+# ------------------------------------------------------------------------------ importance
+def gradient_saliency(model, voxels, targets, subject: int, loss_fn, groups: dict, *, batch_size: int = 64) -> dict:
+    r"""Gradient perturbation importance: how strongly the loss reacts to each region's voxels.
+
+    For each voxel :math:`v` the saliency is :math:`s_v = \frac1n\sum_i |\partial L_i / \partial z_{iv}|`,
+    the mean absolute gradient of the per-sample loss with respect to the *standardised* voxel
+    :math:`z_{iv} = (x_{iv} - \mu_v) / \sigma_v` (so voxel scales do not matter). Per region
+    :math:`R`: ``raw`` :math:`= \sum_{v \in R} s_v` (large regions count more) and
+    ``per_voxel`` :math:`= \frac{1}{|R|} \sum_{v \in R} s_v`.
+
+    Parameters
+    ----------
+    model : BrainEncoder
+    voxels : array (n, V) of the model's input voxels; targets : array (n, T, D)
+    loss_fn : callable(pred, target) -> scalar mean over the batch (a loss of ``otnsd.ot``)
+    groups : dict name -> boolean mask over the V voxels
+
+    Returns
+    -------
+    dict with ``raw`` and ``per_voxel``, each name -> float, and ``voxel`` (array (V,) of s_v)
+    """
+    x_all = torch.as_tensor(np.asarray(voxels), dtype=torch.float32)
+    y_all = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
+    if x_all.ndim != 2 or len(x_all) != len(y_all):
+        raise ValueError(f"voxels must be (n, V) with one target per row; got {tuple(x_all.shape)} and {tuple(y_all.shape)}")
+    std = model.tokenizers[str(int(subject))].voxel_std.detach()
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(x_all.shape[1], dtype=torch.float64)
+    for i in range(0, len(x_all), batch_size):
+        x = x_all[i : i + batch_size].clone().requires_grad_(True)
+        loss = loss_fn(model(x, subject), y_all[i : i + batch_size])
+        (grad,) = torch.autograd.grad(loss, x)
+        # the batch loss is a mean: scale back to per-sample gradients, and to standardised voxels
+        total += (grad.abs() * std * len(x)).sum(0).double()
+    model.train(was_training)
+    s = (total / len(x_all)).numpy()
+    masks = {name: np.asarray(m, dtype=bool) for name, m in groups.items()}
+    for name, m in masks.items():
+        if m.shape != s.shape or not m.any():
+            raise ValueError(f"group {name!r} must be a non-empty boolean mask over the {len(s)} voxels")
+    return {"raw": {n: float(s[m].sum()) for n, m in masks.items()},
+            "per_voxel": {n: float(s[m].mean()) for n, m in masks.items()},
+            "voxel": s}
+
+
+def perturbation_importance(score, voxels, groups: dict, *, mode: str = "permute", n_repeats: int = 3, seed: int = 0) -> dict:
+    """Voxel-based weighting: the drop in a score when one region's voxels are perturbed.
+
+    ``mode="permute"`` shuffles the region's voxel patterns across images (each voxel keeps its
+    distribution, the link to the image is broken); ``mode="mean"`` replaces them by their mean
+    over images (the region carries no image information). The drop is averaged over
+    ``n_repeats`` permutations (``mean`` needs one).
+
+    Parameters
+    ----------
+    score : callable(voxels (n, V)) -> float, higher is better (e.g. CIDEr of the captions)
+    voxels : array (n, V)
+    groups : dict name -> boolean mask over the V voxels
+
+    Returns
+    -------
+    dict with ``base`` (the unperturbed score) and ``drop`` (name -> base - perturbed score)
+    """
+    if mode not in ("permute", "mean"):
+        raise ValueError(f"mode must be 'permute' or 'mean'; got {mode!r}")
+    voxels = np.asarray(voxels)
+    base = float(score(voxels))
+    rng = np.random.default_rng(seed)
+    drop = {}
+    for name, mask in groups.items():
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (voxels.shape[1],) or not mask.any():
+            raise ValueError(f"group {name!r} must be a non-empty boolean mask over the {voxels.shape[1]} voxels")
+        scores = []
+        for _ in range(n_repeats if mode == "permute" else 1):
+            x = voxels.copy()
+            x[:, mask] = voxels[rng.permutation(len(voxels))][:, mask] if mode == "permute" else voxels[:, mask].mean(0)
+            scores.append(float(score(x)))
+        drop[name] = base - float(np.mean(scores))
+    return {"base": base, "drop": drop}
+
+
+def rank_agreement(measured: dict, truth: dict) -> float:
+    """Spearman correlation between a measured and a true importance over their common keys."""
+    from scipy.stats import spearmanr
+
+    keys = [k for k in truth if k in measured]
+    if len(keys) < 3:
+        raise ValueError(f"need at least 3 common regions to rank; got {keys}")
+    return float(spearmanr([measured[k] for k in keys], [truth[k] for k in keys]).statistic)
+
+
+# ------------------------------------------------------------------------------ embeddings
+def project_embeddings(embeddings: dict, method: str = "pca", *, seed: int = 0, n_pca: int = 50) -> dict:
+    """2-D projections of several sets of embeddings, fitted jointly so they share one map.
+
+    Each set is (n, T, D) or (n, D), flattened per sample and standardised over all sets; PCA
+    projects directly, UMAP runs on the first ``n_pca`` principal components (seeded).
+
+    Returns
+    -------
+    dict name -> array (n, 2)
+    """
+    names = list(embeddings)
+    flat = [np.asarray(embeddings[k], dtype=np.float64).reshape(len(embeddings[k]), -1) for k in names]
+    if len({f.shape[1] for f in flat}) != 1:
+        raise ValueError("all embedding sets must have the same dimension")
+    X = np.vstack(flat)
+    X = (X - X.mean(0)) / (X.std(0) + 1e-12)
+    U, S, _ = np.linalg.svd(X, full_matrices=False)
+    pcs = U * S
+    if method == "pca":
+        Z = pcs[:, :2]
+    elif method == "umap":
+        with warnings.catch_warnings():
+            # umap imports tqdm.auto (a widget warning in notebooks) and warns that a seed means one job
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            warnings.filterwarnings("ignore", message=".*n_jobs value 1 overridden.*")
+            import umap
+
+            Z = umap.UMAP(n_components=2, random_state=seed, n_neighbors=15, min_dist=0.1).fit_transform(pcs[:, :n_pca])
+    else:
+        raise ValueError(f"method must be 'pca' or 'umap'; got {method!r}")
+    out, start = {}, 0
+    for k, f in zip(names, flat):
+        out[k] = np.asarray(Z[start : start + len(f)])
+        start += len(f)
+    return out
+
+
+def separation(points, labels) -> float:
+    """Silhouette score of ``labels`` in the projected ``points``: near 1 well-separated groups,
+    near 0 entangled ones."""
+    from sklearn.metrics import silhouette_score
+
+    return float(silhouette_score(np.asarray(points), np.asarray(labels)))

@@ -26,6 +26,9 @@ STYLE = {
     "figure.constrained_layout.use": True,
 }
 COLORS = {"mse": "#4C72B0", "ot": "#DD8452", "infonce": "#55A868", "exact": "#222222", "sinkhorn": "#C44E52"}
+# one colour per brain region (and "All") in every region figure
+REGION_COLORS = {"All": "#222222", "Vision": "#8172B3", "Place": "#55A868", "Face": "#C44E52", "Word": "#937860",
+                 "Body": "#DA8BC3", "Other": "#8C8C8C"}
 
 
 def use_style() -> None:
@@ -48,6 +51,30 @@ def savefig(fig, name: str, fig_dir: str | os.PathLike | None = None) -> list[Pa
     fig.savefig(paths[0], metadata={"Software": None})
     fig.savefig(paths[1], metadata={"Creator": None, "Producer": None, "CreationDate": None})
     return paths
+
+
+def case_study_figure(image_ids, columns: dict, *, width: int = 28):
+    """A grid of captions: one row per image, one column per source (Fig. 7's layout).
+
+    ``columns`` maps a column title to one caption per image; long captions wrap at ``width``
+    characters.
+    """
+    import textwrap
+
+    names = list(columns)
+    n_rows, n_cols = len(image_ids), len(names)
+    fig, ax = plt.subplots(figsize=(2.3 * n_cols + 0.8, 0.95 * n_rows + 0.5))
+    ax.set_axis_off()
+    ax.set(xlim=(-0.6, n_cols), ylim=(n_rows, -0.6))
+    for j, name in enumerate(names):
+        ax.text(j + 0.45, -0.45, name, ha="center", va="center", fontsize=9, weight="bold")
+        for i in range(n_rows):
+            ax.text(j + 0.45, i + 0.4, textwrap.fill(columns[name][i], width), ha="center", va="center", fontsize=7.5,
+                    color="0.15" if j else "#2F5D8A")
+    for i, image_id in enumerate(image_ids):
+        ax.text(-0.5, i + 0.4, f"image\n{int(image_id)}", ha="left", va="center", fontsize=7.5, color="0.4")
+        ax.axhline(i + 0.9, color="0.85", lw=0.6)
+    return fig
 
 
 def _fmt(v, digits=2):

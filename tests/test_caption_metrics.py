@@ -163,3 +163,24 @@ def test_summarize_seeds():
     assert s["SPICE"] == (None, None, 2)
     with pytest.raises(ValueError):
         summarize_seeds([])
+
+
+def test_meteor_runs_once_per_process_and_bootstrap_can_be_skipped():
+    from otnsd.metrics import _meteor, bootstrap_ci
+
+    assert _meteor() is _meteor()
+    assert all(np.isnan(v) for v in bootstrap_ci(np.arange(5.0), n_boot=0))
+
+
+def test_evaluate_embeddings_scores_captions_and_alignment():
+    from otnsd.data import SimulatedNSD
+    from otnsd.metrics import evaluate_embeddings
+
+    sim = SimulatedNSD(seed=3, n_train=40, n_test=12, voxel_scale=0.02, n_tokens=4, dim=8, subjects=(1,))
+    ids = sim.test_image_ids
+    refs = sim.captions(ids)
+    emb = sim.image_embeddings(ids)
+    scores, caps = evaluate_embeddings(sim, ids, emb, lambda e: [r[0] for r in refs[: len(e)]], n_boot=50)
+    assert caps == [r[0] for r in refs]
+    assert scores["top1_brain2image"][0] == 100.0  # the true embeddings retrieve themselves
+    assert scores["BLEU1"][0] > 90 and scores["CIDEr"][1] <= scores["CIDEr"][2]
