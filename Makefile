@@ -4,17 +4,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
-EXECUTED ?= runs/executed
 # trained models are cached here and shared by all notebooks (and by `make test`)
 export OTNSD_RUNS ?= $(CURDIR)/runs
 
 .PHONY: help venv figures test test-fast notebooks bench clean
 
 help:
-	@echo "make figures    run every notebook headlessly (papermill); figures and tables go to figures/"
+	@echo "make figures    run notebooks 01-07 headlessly (papermill), refreshing them and figures/"
 	@echo "make test       the whole test suite, notebooks included (pytest + nbval)"
 	@echo "make test-fast  the test suite without the notebooks"
-	@echo "make notebooks  re-run the notebooks in place, refreshing their stored outputs"
+	@echo "make notebooks  the same as make figures"
 	@echo "make bench      speed benchmarks (benchmarks/)"
 
 $(STAMP): pyproject.toml
@@ -25,11 +24,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Each notebook is executed in place: its stored outputs (checked by `make test`) and the files
+# in figures/ are refreshed together. Trained models are reused from $(OTNSD_RUNS).
 figures: $(STAMP)
-	@mkdir -p $(EXECUTED)
 	@for nb in $(NOTEBOOKS); do \
 		echo "== $$nb"; \
-		$(VENV)/bin/papermill --log-level WARNING $$nb $(EXECUTED)/$$(basename $$nb) || exit 1; \
+		$(VENV)/bin/papermill --log-level WARNING $$nb $$nb || exit 1; \
 	done
 	@echo "figures written to $${OTNSD_FIGURES:-figures/}"
 
@@ -41,15 +41,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests
 
-notebooks: $(STAMP)
-	@for nb in $(NOTEBOOKS); do \
-		echo "== $$nb"; \
-		$(VENV)/bin/papermill --log-level WARNING $$nb $$nb || exit 1; \
-	done
+notebooks: figures
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_ot.py
 	$(PY) benchmarks/bench_train.py
 
 clean:
-	rm -rf $(EXECUTED) .pytest_cache
+	rm -rf .pytest_cache

@@ -70,3 +70,37 @@ def test_papermill_runs_notebook_01_with_parameters(tmp_path, monkeypatch):
     assert "16 pairs of" in text and "identity = MSE: True" in text
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(
         f"01_{n}.{e}" for n in ("ot_over_mse_vs_lambda", "entropic_error_vs_eps", "plans") for e in ("png", "pdf"))
+
+
+def test_papermill_lambda_sweep_with_lam_03(tmp_path, monkeypatch):
+    """`papermill notebooks/04_lambda_sweep.ipynb out.ipynb -p lam 0.3` from the repository root (a
+    one-epoch, one-region grid so the test stays short)."""
+    import os
+
+    import nbformat
+    import papermill as pm
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("OTNSD_FIGURES", str(tmp_path / "figs"))
+    monkeypatch.setenv("OTNSD_RUNS", os.environ.get("OTNSD_RUNS") or str(tmp_path / "runs"))  # reuse a shared captioner
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook("notebooks/04_lambda_sweep.ipynb", str(out), progress_bar=False, kernel_name="python3",
+                        parameters={"lam": 0.3, "lams": [0.3, 1.0], "regions": ["Face"], "epochs": 1, "n_boot": 0})
+    nb = nbformat.read(out, as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "λ grid [0.3, 1.0]" in text and "metrics at λ = 0.3:" in text
+    assert "MSE+OT(λ)  Face      0.3" in text and "OT(λ)      All       1.0" in text
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(
+        ["04_fig5_lambda_sweep.png", "04_fig5_lambda_sweep.pdf"] + [f"tableA1_lambda_sweep.{e}" for e in ("csv", "md", "tex")])
+
+
+def test_case_study_figure_lays_out_every_caption():
+    from otnsd.plots import case_study_figure
+
+    columns = {"Ground truth": ["a dog in a park", "a red car"], "Face region": ["a cat", "a long caption " * 6]}
+    fig = case_study_figure([3, 7], columns)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "Ground truth" in texts and "a dog in a park" in texts and "image\n7" in texts
+    assert any(t.count("\n") >= 2 for t in texts)  # long captions wrap
+    plt.close(fig)
