@@ -578,6 +578,18 @@ class Loss:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self._fn(x, y, **self.params)
 
+    @property
+    def couples_samples(self) -> bool:
+        """True when a sample's loss depends on the other samples of the batch (sample-level OT,
+        InfoNCE, and any loss registered by a user), so a distributed step must see the whole
+        batch; False for per-sample losses (MSE, token-level OT), which each process can average
+        over its own part."""
+        if self.name == "mse":
+            return False
+        if self.name == "ot":
+            return self.params.get("level", "sample") == "sample"
+        return True
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in sorted(self.params.items()))
         return f"Loss({self.name!r}{', ' if args else ''}{args})"
@@ -593,6 +605,10 @@ class WeightedLoss:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return sum(w * loss(x, y) for w, loss in self.terms)
+
+    @property
+    def couples_samples(self) -> bool:
+        return any(loss.couples_samples for _, loss in self.terms)
 
     def __repr__(self) -> str:
         return " + ".join(f"{w:g} * {loss!r}" for w, loss in self.terms)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm.std import tqdm  # plain text bars: no widget dependency, same in notebooks and shells
 
+from . import distributed as dd
 from .data.rois import REGIONS, check_regions
 from .model import BrainEncoder, EncoderConfig, load_encoder, save_encoder
 from .ot import get_loss
@@ -195,16 +196,28 @@ def build_encoder(cfg: TrainConfig, dataset) -> BrainEncoder:
     return BrainEncoder(EncoderConfig.preset(cfg.preset, n_voxels, **overrides))
 
 
-def fit(cfg: TrainConfig, dataset, runs_dir=None, *, progress: bool = True) -> TrainResult:
-    """Train (or load from the cache) the encoder that ``cfg`` describes on ``dataset``."""
+def fit(cfg: TrainConfig, dataset, runs_dir=None, *, progress: bool = True, device=None) -> TrainResult:
+    """Train (or load from the cache) the encoder that ``cfg`` describes on ``dataset``.
+
+    ``device``: where to train (default: the first GPU when there is one, else the CPU); the
+    returned model is on the CPU. Inside a ``torch.distributed`` process group (``torchrun``) every
+    process trains one replica on its slice of each batch (see :mod:`otnsd.distributed`); process
+    0 holds the lock and writes the files, so the run folder must be on a filesystem all
+    processes share.
+    """
     run = run_dir_for(cfg, dataset, runs_dir)
-    run.mkdir(parents=True, exist_ok=True)
-    with _locked(run.parent / f"{run.name}.lock"):
-        if not (run / "DONE").exists():
-            _train(cfg, dataset, run, progress)
-        expected = build_encoder(cfg, dataset).cfg
-        model = load_encoder(run / "encoder.pt", expected=expected)
-        history = json.loads((run / "history.json").read_text())
+    rank, world = dd.rank_and_world()
+    if device is None:
+        device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+    with _locked(run.parent / f"{run.name}.lock") if rank == 0 else contextlib.nullcontext():
+        if dd.any_true(rank == 0 and not (run / "DONE").exists()):  # process 0 decides for all
+            _train(cfg, dataset, run, progress and rank == 0, torch.device(device))
+        dd.barrier()
+    expected = build_encoder(cfg, dataset).cfg
+    model = load_encoder(run / "encoder.pt", expected=expected)
+    history = json.loads((run / "history.json").read_text())
     model.eval()
     return TrainResult(model=model, history=history, run_dir=run, config=cfg)
 
@@ -263,29 +276,49 @@ def fit_many(configs, dataset, runs_dir=None, *, workers: int | None = None, pro
     return {name: fit(cfg, dataset, runs_dir, progress=False) for name, cfg in named.items()}
 
 
-def _evaluate_loss(model, splits, loss_fn, batch_size):
+def _evaluate_loss(model, splits, loss_fn, batch_size, device):
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for s in splits:
             for i in range(0, len(s.val_voxels) - batch_size + 1, batch_size):
-                pred = model(s.val_voxels[i : i + batch_size], s.subject)
-                total += float(loss_fn(pred, s.val_targets[i : i + batch_size]))
+                pred = model(s.val_voxels[i : i + batch_size].to(device), s.subject)
+                total += float(loss_fn(pred, s.val_targets[i : i + batch_size].to(device)))
                 count += 1
     model.train()
     return total / max(count, 1)
 
 
-def _train(cfg: TrainConfig, dataset, run: Path, progress: bool) -> None:
-    _atomic_write_text(
-        json.dumps({"config": asdict(cfg), "dataset": dataset.config(), "fingerprint": dataset.fingerprint}, indent=1, default=str),
-        run / "config.json",
-    )
+class _Chunks(torch.nn.Module):
+    """One forward over the (subject, voxels) chunks of a step: DDP wants one forward per backward."""
+
+    def __init__(self, encoder: BrainEncoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, chunks):
+        return torch.cat([self.encoder(v, s) for s, v in chunks])
+
+
+def _train(cfg: TrainConfig, dataset, run: Path, progress: bool, device: torch.device) -> None:
+    rank, world = dd.rank_and_world()
+    if rank == 0:
+        _atomic_write_text(
+            json.dumps({"config": asdict(cfg), "dataset": dataset.config(), "fingerprint": dataset.fingerprint}, indent=1, default=str),
+            run / "config.json",
+        )
     torch.manual_seed(cfg.seed)
     splits = [_SubjectSplit(dataset, s, cfg.val_images, cfg.regions) for s in cfg.subjects]
     model = build_encoder(cfg, dataset)
     for s in splits:
         model.set_voxel_stats(s.subject, s.mean, s.std)
+    model.to(device)
+    step_model = _Chunks(model)
+    if world > 1:
+        # cross-subject steps leave the other subjects' tokenizers unused
+        step_model = torch.nn.parallel.DistributedDataParallel(
+            step_model, device_ids=[device] if device.type == "cuda" else None,
+            find_unused_parameters=len(cfg.subjects) > 1)
     loss_fn = get_loss(cfg.loss)
     mse_fn = get_loss("mse")
     steps = _steps_per_epoch(splits, cfg)
@@ -297,7 +330,7 @@ def _train(cfg: TrainConfig, dataset, run: Path, progress: bool) -> None:
     start = 0
     ckpt = run / "checkpoint.pt"
     if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = torch.load(ckpt, map_location=device, weights_only=False)
         model.load_state_dict(state["model"], strict=True)
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -305,34 +338,39 @@ def _train(cfg: TrainConfig, dataset, run: Path, progress: bool) -> None:
     model.train()
     bar = tqdm(range(start, cfg.epochs), desc=f"train {run.name}", disable=not progress, initial=start, total=cfg.epochs)
     for epoch in bar:
+        # every process draws the same global batches and keeps its slice of each chunk
         rng = np.random.default_rng([cfg.seed, epoch])
         torch.manual_seed(cfg.seed * 100003 + epoch)
         losses = []
         for chunks in _epoch_batches(splits, cfg, rng):
-            preds = torch.cat([model(v, s) for s, v, _ in chunks])
-            targets = torch.cat([t for _, _, t in chunks])
-            loss = loss_fn(preds, targets)
+            local = [(s, v[dd.local_slice(len(v))].to(device), t[dd.local_slice(len(t))].to(device)) for s, v, t in chunks]
+            preds = step_model([(s, v) for s, v, _ in local])
+            loss, value = dd.step_loss(loss_fn, preds, torch.cat([t for _, _, t in local]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
-            losses.append(float(loss.detach()))
+            losses.append(value)
         history["epoch"].append(epoch + 1)
         history["train_loss"].append(float(np.mean(losses)))
-        history["val_loss"].append(_evaluate_loss(model, splits, loss_fn, cfg.batch_size))
-        history["val_mse"].append(_evaluate_loss(model, splits, mse_fn, cfg.batch_size))
+        history["val_loss"].append(_evaluate_loss(model, splits, loss_fn, cfg.batch_size, device))
+        history["val_mse"].append(_evaluate_loss(model, splits, mse_fn, cfg.batch_size, device))
         bar.set_postfix(loss=f"{history['train_loss'][-1]:.4g}", val=f"{history['val_loss'][-1]:.4g}")
-        _atomic_save(
-            {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-             "history": history, "epoch": epoch + 1},
-            ckpt,
-        )
+        if rank == 0:
+            _atomic_save(
+                {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "history": history, "epoch": epoch + 1},
+                ckpt,
+            )
+        dd.barrier()
         _maybe_die_for_tests(epoch + 1)
-    save_encoder(model, run / "encoder.pt")
-    _atomic_write_text(json.dumps(history), run / "history.json")
-    _atomic_write_text("done\n", run / "DONE")
-    ckpt.unlink(missing_ok=True)
+    if rank == 0:
+        model.cpu()
+        save_encoder(model, run / "encoder.pt")
+        _atomic_write_text(json.dumps(history), run / "history.json")
+        _atomic_write_text("done\n", run / "DONE")
+        ckpt.unlink(missing_ok=True)
 
 
 def _maybe_die_for_tests(epoch: int) -> None:
@@ -396,3 +434,34 @@ def paper_models(*, lam: float = 0.5, level: str = "sample", cost: str = "sqeucl
         "MSE-cross": TrainConfig(loss={"mse": {}}, **cross),
         "OT-cross": TrainConfig(loss={"ot": ot}, **cross),
     }
+
+
+def main(argv=None) -> None:
+    """``python -m otnsd.train`` (or ``torchrun --nproc_per_node=K -m otnsd.train``): train one
+    configuration into the cache and print its run folder."""
+    import argparse
+
+    from .data import load_dataset
+
+    parser = argparse.ArgumentParser(prog="python -m otnsd.train", description=main.__doc__)
+    parser.add_argument("--dataset", default="simulated", help="dataset name for otnsd.data.load_dataset")
+    parser.add_argument("--data", default="{}", help='its keyword arguments as JSON, e.g. \'{"seed": 0}\'')
+    parser.add_argument("--config", default="{}",
+                        help='TrainConfig fields as JSON (e.g. \'{"loss": {"ot": {"lam": 0.5}}, "epochs": 20}\') or a JSON file')
+    parser.add_argument("--runs-dir", default=None, help="run cache (default: OTNSD_RUNS, else ./runs)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    config = json.loads(Path(args.config).read_text() if Path(args.config).is_file() else args.config)
+    device = dd.init_from_env()
+    try:
+        result = fit(TrainConfig(**config), load_dataset(args.dataset, **json.loads(args.data)), args.runs_dir,
+                     progress=not args.no_progress, device=device)
+        if dd.rank_and_world()[0] == 0:
+            print(result.run_dir)
+    finally:
+        if dd.is_distributed():
+            torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

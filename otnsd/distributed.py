@@ -1,0 +1,112 @@
+"""Data-parallel training over processes (``torchrun``): the pieces the training loop needs.
+
+Every process holds a replica of the encoder (``DistributedDataParallel``) and one slice of each
+global batch. A loss that couples the samples of a batch (sample-level OT, whose plan matches every
+brain sample with every image; InfoNCE) is computed on the whole global batch: predictions are
+gathered from all processes, the process's own slice keeping its autograd graph, the others
+entering as constants. Each process then holds the same loss value ``L``, and the gradient reaching
+its own predictions is exactly ``dL/dpred_local``; since DDP averages the parameter gradients
+over the K processes, each process back-propagates ``K * L`` so that the average is the
+single-process gradient ``sum_k dL/dpred_k dpred_k/dtheta``. A per-sample loss (MSE, token-level
+OT) is averaged over the local slice and needs no gathering: the DDP average of the local means is
+the global mean.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside a process group."""
+    return (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
+
+
+def init_from_env() -> torch.device:
+    """Join the process group that ``torchrun`` describes in the environment (``WORLD_SIZE``,
+    ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``): NCCL on GPUs, gloo on CPUs. Returns the
+    device this process should train on. A plain ``python`` run (no ``WORLD_SIZE``) stays single."""
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return device
+
+
+def local_slice(n: int) -> slice:
+    """This process's rows of a global chunk of ``n`` rows (contiguous, equal parts)."""
+    rank, world = rank_and_world()
+    if n % world:
+        raise ValueError(f"a chunk of {n} samples cannot be split evenly over {world} processes: "
+                         f"choose batch_size / subjects_per_step divisible by the number of processes")
+    k = n // world
+    return slice(rank * k, (rank + 1) * k)
+
+
+def gather(x: torch.Tensor, *, keep_grad: bool = False) -> torch.Tensor:
+    """Concatenate ``x`` from every process along dim 0, in rank order. With ``keep_grad`` the
+    local part is ``x`` itself (gradients flow to it); the other parts are constants."""
+    rank, world = rank_and_world()
+    if world == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(world)]
+    dist.all_gather(parts, x.detach().contiguous())
+    if keep_grad:
+        parts[rank] = x
+    return torch.cat(parts)
+
+
+def step_loss(loss_fn, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The loss to back-propagate on this process, and the global loss value to log.
+
+    Outside a process group: ``loss_fn(pred, target)`` and its value.
+    """
+    rank, world = rank_and_world()
+    if world == 1:
+        loss = loss_fn(pred, target)
+        return loss, float(loss.detach())
+    if getattr(loss_fn, "couples_samples", True):
+        loss = loss_fn(gather(pred, keep_grad=True), gather(target))
+        return loss * world, float(loss.detach())  # DDP averages: restore the sum over processes
+    loss = loss_fn(pred, target)
+    value = loss.detach().clone()
+    dist.all_reduce(value)
+    return loss, float(value) / world
+
+
+def all_mean(value: float) -> float:
+    """Mean of a float over the processes (the value itself outside a process group)."""
+    if not is_distributed():
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=_collective_device())
+    dist.all_reduce(t)
+    return float(t) / dist.get_world_size()
+
+
+def any_true(flag: bool) -> bool:
+    """True on every process when ``flag`` is true on any (``flag`` itself outside a group)."""
+    if not is_distributed():
+        return flag
+    t = torch.tensor([int(flag)], device=_collective_device())
+    dist.all_reduce(t)
+    return bool(t.item())
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def _collective_device() -> torch.device:
+    # NCCL only moves GPU tensors
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
