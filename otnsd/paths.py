@@ -40,12 +40,12 @@ def data_dir(path: str | os.PathLike | None = None) -> Path:
     given = path or os.environ.get("OTNSD_DATA")
     if not given:
         raise FileNotFoundError(
-            "no NSD copy is configured: pass data_dir=... or set OTNSD_DATA to the folder that "
-            "holds nsddata/ and nsddata_betas/ (the simulated NSD needs neither)"
+            "no NSD folder given: pass root= (data_root in the notebooks) or set OTNSD_DATA to the "
+            "folder that holds nsddata/ and nsddata_betas/ (the simulated NSD needs neither)"
         )
     root = Path(given)
     if not root.is_dir():
-        raise FileNotFoundError(f"NSD folder {root} does not exist; check data_dir or OTNSD_DATA")
+        raise FileNotFoundError(f"the NSD folder {root} does not exist: pass root= or set OTNSD_DATA")
     return root
 
 

@@ -169,12 +169,18 @@ def test_default_builds_fast_and_small():
     assert d.train_voxels.shape[0] == 2400
 
 
-def test_load_dataset_by_name():
-    from otnsd.data import load_dataset
+def test_load_dataset_by_name(monkeypatch):
+    from otnsd.data import load_dataset, open_dataset
 
     sim = load_dataset("simulated", seed=2, n_train=10, n_test=5, voxel_scale=0.01)
     assert isinstance(sim, SimulatedNSD) and sim.cfg.seed == 2
-    with pytest.raises(NotImplementedError, match="real NSD"):
+    monkeypatch.delenv("OTNSD_DATA", raising=False)
+    with pytest.raises(FileNotFoundError, match="OTNSD_DATA"):
         load_dataset("nsd")
+    with pytest.raises(FileNotFoundError, match="OTNSD_DATA"):
+        open_dataset("nsd", seed=3, root=None, features=None)
     with pytest.raises(ValueError, match="unknown dataset"):
         load_dataset("coco")
+    assert open_dataset("simulated", seed=4, root=None, features=None).cfg.seed == 4
+    with pytest.raises(ValueError, match="real NSD only"):
+        open_dataset("simulated", seed=0, root="/data/nsd", features=None)

@@ -1,32 +1,44 @@
 """Datasets: one API (:class:`BrainImageDataset`) for the simulated default and real NSD."""
 
 from .base import BrainImageDataset, SubjectData
+from .nsd import NSD, MissingFeaturesError
 from .rois import AREA_REGION, AREAS, NSDGENERAL_VOXELS, PAPER_SUBJECTS, REGION_AREAS, REGIONS
 from .simulated import GroundTruth, SimConfig, SimulatedNSD
 
 
-
 def load_dataset(name: str = "simulated", **kwargs) -> BrainImageDataset:
-    """A dataset by name: "simulated" (:class:`SimulatedNSD`, keyword arguments as its fields).
-
-    Real NSD ("nsd") loads behind the same API once its loader lands; until then asking for it is
-    an error that says so.
+    """A dataset by name: "simulated" (:class:`SimulatedNSD`, keyword arguments as its fields) or
+    "nsd" (:class:`NSD`: ``root``, ``subjects``, ``source``, ``features``, ``cache_dir``).
     """
     if name == "simulated":
         return SimulatedNSD(**kwargs)
     if name == "nsd":
-        raise NotImplementedError(
-            "real NSD loading is not implemented yet; use dataset='simulated' (the loader will read "
-            "the NSD copy that OTNSD_DATA points to)"
-        )
-    raise ValueError(f"unknown dataset {name!r}; choose 'simulated' (or, later, 'nsd')")
+        return NSD(**kwargs)
+    raise ValueError(f"unknown dataset {name!r}; choose 'simulated' or 'nsd'")
+
+
+def open_dataset(dataset: str = "simulated", *, seed: int = 0, root=None, features=None, subjects=None) -> BrainImageDataset:
+    """The dataset a notebook's parameters describe (``dataset``, ``seed``, ``data_root``,
+    ``clip_features``): the simulated NSD of ``seed``, or the NSD copy at ``root`` (else
+    ``OTNSD_DATA``) with the CLIP features file ``features``. ``subjects``: default all four of
+    the paper (1, 2, 5, 7)."""
+    if dataset == "simulated":
+        if root is not None or features is not None:
+            raise ValueError("data_root and clip_features are for real NSD only (dataset='nsd')")
+        return SimulatedNSD(seed=seed, **({"subjects": tuple(subjects)} if subjects else {}))
+    if dataset == "nsd":
+        return NSD(root, subjects=tuple(subjects or PAPER_SUBJECTS), features=features)
+    raise ValueError(f"unknown dataset {dataset!r}; choose 'simulated' or 'nsd'")
 
 
 __all__ = [
+    "open_dataset",
     "load_dataset",
     "BrainImageDataset",
     "SubjectData",
     "SimulatedNSD",
+    "NSD",
+    "MissingFeaturesError",
     "SimConfig",
     "GroundTruth",
     "REGIONS",
