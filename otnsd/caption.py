@@ -313,3 +313,29 @@ def _find_projector_weights(path) -> dict:
     if "weight" not in state:
         raise ValueError(f"no mm_projector weights found in {path}; is this a Shikra checkpoint?")
     return {k: v.float() for k, v in state.items()}
+
+
+CAPTIONERS = ("prefix", "retrieval", "shikra")
+
+
+def make_captioner(kind: str, dataset, subject: int = 1, *, runs_dir=None, progress: bool = True,
+                   shikra_dir=None, device=None):
+    """The captioner a notebook's ``captioner`` parameter names.
+
+    ``"prefix"``: :class:`PrefixCaptioner` trained on ``subject``'s training images (cached);
+    ``"retrieval"``: the caption of the nearest training image; ``"shikra"``: the paper's frozen
+    Shikra-7B from the local folder ``shikra_dir`` (needs the paper-sized encoder, 256 x 1024
+    tokens; on a GPU when there is one).
+    """
+    if kind == "prefix":
+        return PrefixCaptioner.fit_or_load(dataset, subject=subject, runs_dir=runs_dir, progress=progress)
+    if kind == "retrieval":
+        ids = dataset.subject(subject).train_image_ids
+        return RetrievalCaptioner(dataset.image_embeddings(ids), dataset.captions(ids))
+    if kind == "shikra":
+        if shikra_dir is None:
+            raise ValueError("captioner='shikra' needs shikra_dir: the local folder of the Shikra-7B weights")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return ShikraCaptioner.from_pretrained(shikra_dir, device=device,
+                                               dtype=torch.float16 if device != "cpu" else torch.float32)
+    raise ValueError(f"unknown captioner {kind!r}; choose one of {', '.join(CAPTIONERS)}")

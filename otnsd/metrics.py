@@ -193,15 +193,20 @@ def bootstrap_ci(per_image: np.ndarray, *, n_boot: int = 1000, level: float = 0.
 
 
 def evaluate_captions(encoder, image_ids, predictions, references, *, spice="auto", n_boot=1000, seed=0) -> dict:
-    """All Table 1 caption columns: {metric: (value, ci_low, ci_high)}; SPICE may be None."""
+    """All Table 1 caption columns: {metric: (value, ci_low, ci_high)}.
+
+    SPICE is None without its jars; CLIP-S and RefCLIP-S are None when ``encoder`` is None (on
+    real NSD, pass an :class:`OpenCLIPEncoder` of CLIP ViT-B/32 to get them).
+    """
     caps = caption_scores(predictions, references, spice=spice)
-    clip = clip_scores(encoder, image_ids, predictions, references)
+    clip = clip_scores(encoder, image_ids, predictions, references) if encoder is not None else {
+        "CLIP-S": None, "RefCLIP-S": None}
     out = {}
     for m in CAPTION_METRICS:
         v = caps["corpus"][m]
         out[m] = (None, None, None) if v is None else (v, *bootstrap_ci(caps["per_image"][m], n_boot=n_boot, seed=seed))
     for m, each in clip.items():
-        out[m] = (float(each.mean()), *bootstrap_ci(each, n_boot=n_boot, seed=seed))
+        out[m] = (None, None, None) if each is None else (float(each.mean()), *bootstrap_ci(each, n_boot=n_boot, seed=seed))
     return out
 
 
@@ -215,16 +220,19 @@ def evaluate_alignment(pred, target, *, n_boot=1000, seed=0) -> dict:
     return out
 
 
-def evaluate_embeddings(dataset, image_ids, embeddings, caption, *, references=None, n_boot=1000, seed=0) -> tuple[dict, list[str]]:
+def evaluate_embeddings(dataset, image_ids, embeddings, caption, *, references=None, clip_encoder=None,
+                        n_boot=1000, seed=0) -> tuple[dict, list[str]]:
     """Caption ``embeddings`` of ``image_ids`` with ``caption`` and score them every way.
 
     Returns ``({metric: (value, ci_low, ci_high)}, captions)``: the caption metrics of
     :func:`evaluate_captions` and the alignment metrics of :func:`evaluate_alignment` against the
-    true image embeddings.
+    true image embeddings. CLIP-S uses ``clip_encoder``, else the dataset's own CLIP stand-in
+    when it has one (the simulator does), else it is None.
     """
     references = dataset.captions(image_ids) if references is None else references
     captions = caption(embeddings)
-    scores = {**evaluate_captions(dataset, image_ids, captions, references, n_boot=n_boot, seed=seed),
+    encoder = clip_encoder if clip_encoder is not None else dataset if hasattr(dataset, "encode_image") else None
+    scores = {**evaluate_captions(encoder, image_ids, captions, references, n_boot=n_boot, seed=seed),
               **evaluate_alignment(embeddings, dataset.image_embeddings(image_ids), n_boot=n_boot, seed=seed)}
     return scores, captions
 

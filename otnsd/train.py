@@ -116,19 +116,37 @@ class _SubjectSplit:
         n_val = min(val_images, n // 5)
         self.subject = subject
         voxels = d.train_voxels if regions is None else d.train_voxels[:, :, voxel_mask(dataset, subject, regions)]
+        # kept in the dataset's dtype (real NSD: float16, half the memory); batches become float32
         self.train_voxels = torch.from_numpy(np.ascontiguousarray(voxels[: n - n_val]))
         self.train_targets = torch.from_numpy(dataset.image_embeddings(d.train_image_ids[: n - n_val]))
-        self.val_voxels = torch.from_numpy(np.ascontiguousarray(voxels[n - n_val :].mean(1)))
+        self.val_voxels = torch.from_numpy(np.ascontiguousarray(voxels[n - n_val :].astype(np.float32).mean(1)))
         self.val_targets = torch.from_numpy(dataset.image_embeddings(d.train_image_ids[n - n_val :]))
         flat = self.train_voxels.reshape(-1, self.train_voxels.shape[-1])
-        self.mean, self.std = flat.mean(0), flat.std(0)
+        if flat.dtype == torch.float32:
+            self.mean, self.std = flat.mean(0), flat.std(0)
+        else:
+            self.mean, self.std = _chunked_mean_std(flat)
 
     def __len__(self):
         return len(self.train_voxels)
 
     def batch(self, idx: np.ndarray, rng: np.random.Generator):
         reps = rng.integers(self.train_voxels.shape[1], size=len(idx))
-        return self.train_voxels[torch.from_numpy(idx), torch.from_numpy(reps)], self.train_targets[torch.from_numpy(idx)]
+        voxels = self.train_voxels[torch.from_numpy(idx), torch.from_numpy(reps)].float()
+        return voxels, self.train_targets[torch.from_numpy(idx)]
+
+
+def _chunked_mean_std(x: torch.Tensor, rows: int = 4096):
+    """Per-column mean and (unbiased) std of a low-precision matrix, without a float32 copy of it."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros(x.shape[1], dtype=torch.float64)
+    for i in range(0, len(x), rows):
+        block = x[i : i + rows].double()
+        total += block.sum(0)
+        squares += (block**2).sum(0)
+    mean = total / len(x)
+    var = (squares - len(x) * mean**2) / (len(x) - 1)
+    return mean.float(), var.clamp_min(0).sqrt().float()
 
 
 def _epoch_batches(splits: list[_SubjectSplit], cfg: TrainConfig, rng: np.random.Generator):
@@ -395,7 +413,7 @@ ANALYSIS_LOSSES = ("mse+ot", "ot", "mse")
 
 def analysis_config(regions=None, *, loss: str = "mse+ot", lam: float = 0.5, level: str = "sample",
                     cost: str = "sqeuclidean", epochs: int = 10, seed: int = 0, batch_size: int = 64,
-                    subject: int = 1) -> TrainConfig:
+                    subject: int = 1, preset: str = "small") -> TrainConfig:
     """The single-subject model the analysis notebooks (04-07) train on a region subset.
 
     ``loss`` is ``"mse+ot"`` (MSE plus the partial-OT term at ``lam``: the variant that learns on
@@ -406,13 +424,13 @@ def analysis_config(regions=None, *, loss: str = "mse+ot", lam: float = 0.5, lev
         raise ValueError(f"unknown analysis loss {loss!r}; choose one of {', '.join(ANALYSIS_LOSSES)}")
     ot = {"ot": {"lam": float(lam), "level": level, "cost": cost}}
     spec = {"mse+ot": {"mse": {}, **ot}, "ot": ot, "mse": {"mse": {}}}[loss]
-    return TrainConfig(subjects=(subject,), loss=spec, epochs=epochs, seed=seed, batch_size=batch_size,
+    return TrainConfig(subjects=(subject,), loss=spec, epochs=epochs, seed=seed, batch_size=batch_size, preset=preset,
                        regions=None if regions is None else tuple(regions))
 
 
 def paper_models(*, lam: float = 0.5, level: str = "sample", cost: str = "sqeuclidean", epochs: int = 20,
                  cross_epochs: int = 5, seed: int = 0, batch_size: int = 64, subject: int = 1,
-                 cross_subjects: tuple[int, ...] = (1, 2, 5, 7)) -> dict[str, TrainConfig]:
+                 cross_subjects: tuple[int, ...] = (1, 2, 5, 7), preset: str = "small") -> dict[str, TrainConfig]:
     """The models the paper compares (Table 1), plus the OT variants worth showing beside them.
 
     ``OT-S1`` uses the paper's equations at ``level``/``cost``; ``OT-S1 (released code)`` the
@@ -422,7 +440,7 @@ def paper_models(*, lam: float = 0.5, level: str = "sample", cost: str = "sqeucl
     number of steps). Evaluation in the notebooks is on ``subject``'s test images.
     """
     ot = {"lam": lam, "level": level, "cost": cost}
-    common = dict(batch_size=batch_size, seed=seed)
+    common = dict(batch_size=batch_size, seed=seed, preset=preset)
     single = dict(subjects=(subject,), epochs=epochs, **common)
     cross = dict(subjects=tuple(cross_subjects), epochs=cross_epochs, **common)
     return {

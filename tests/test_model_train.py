@@ -188,3 +188,17 @@ def test_bad_train_config():
         TrainConfig(loss={"ot": {"lam": 2}})
     with pytest.raises(ValueError, match="subjects_per_step"):
         TrainConfig(subjects=(1, 2), subjects_per_step=3)
+
+
+def test_float16_voxels_train_like_float32():
+    """Real NSD keeps its voxels in float16: batches and statistics still come out float32."""
+    import numpy as np
+    import torch
+
+    from otnsd.train import _chunked_mean_std
+
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((1000, 7)).astype(np.float16) * 3 + 1)
+    mean, std = _chunked_mean_std(x, rows=64)
+    torch.testing.assert_close(mean, x.float().mean(0), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(std, x.float().std(0), rtol=1e-4, atol=1e-4)
+    assert mean.dtype == std.dtype == torch.float32
