@@ -182,5 +182,8 @@ def test_load_dataset_by_name(monkeypatch):
     with pytest.raises(ValueError, match="unknown dataset"):
         load_dataset("coco")
     assert open_dataset("simulated", seed=4, root=None, features=None).cfg.seed == 4
+    assert open_dataset("simulated", seed=4, root=None, features=None, subjects=[1, 2]).subjects == (1, 2, 5, 7)
+    with pytest.raises(ValueError, match="not \\[3\\]"):
+        open_dataset("simulated", seed=4, root=None, features=None, subjects=[1, 3])
     with pytest.raises(ValueError, match="real NSD only"):
         open_dataset("simulated", seed=0, root="/data/nsd", features=None)

@@ -431,3 +431,29 @@ def test_a_model_trains_on_nsd_with_clip_features(master, tmp_path):
     pred = run.predict_test(ds, 1)
     assert pred.shape == (len(d.test_image_ids), 4, 8) and np.isfinite(pred).all()
     assert np.isfinite(run.history["train_loss"]).all()
+
+
+def test_notebook_02_runs_on_nsd_by_parameters_only(master, tmp_path, monkeypatch):
+    """The training notebook on the tiny NSD copy: real data by changing parameters only."""
+    from pathlib import Path
+
+    import nbformat
+    import papermill as pm
+
+    repo = Path(__file__).resolve().parent.parent
+    ds = NSD(master.root, SUBJECTS, cache_dir=tmp_path / "cache")
+    ids = np.unique(np.concatenate([ds.subject(s).train_image_ids for s in SUBJECTS] + [ds.test_image_ids]))
+    F.write_features(tmp_path / "clip.h5", ids)
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("OTNSD_FIGURES", str(tmp_path / "figs"))
+    monkeypatch.setenv("OTNSD_RUNS", str(tmp_path / "runs"))
+    out = tmp_path / "02.ipynb"
+    pm.execute_notebook("notebooks/02_training.ipynb", str(out), progress_bar=False, kernel_name="python3", parameters={
+        "dataset": "nsd", "data_root": str(master.root), "clip_features": str(tmp_path / "clip.h5"),
+        "cross_subjects": [1, 2], "epochs": 1, "cross_epochs": 1, "batch_size": 8, "progress": False})
+    nb = nbformat.read(out, as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "subjects=[1, 2]" in text and "embeddings=4x8" in text
+    assert "NSD, subject 1 test images" in text and "MSE+OT-S1" in text
+    assert "simulated data" not in text
+    assert (tmp_path / "figs" / "02_fig1_correlation_heatmaps.png").exists()
