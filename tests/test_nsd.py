@@ -455,5 +455,5 @@ def test_notebook_02_runs_on_nsd_by_parameters_only(master, tmp_path, monkeypatc
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "subjects=[1, 2]" in text and "embeddings=4x8" in text
     assert "NSD, subject 1 test images" in text and "MSE+OT-S1" in text
-    assert "simulated data" not in text
+    assert "simulated data" not in text and "OT-S1 plan on 4 test images" in text
     assert (tmp_path / "figs" / "02_fig1_correlation_heatmaps.png").exists()
