@@ -254,7 +254,7 @@ def fit_many(configs, dataset, runs_dir=None, *, workers: int | None = None, pro
     Small models train faster as parallel one-thread processes than one after another on all
     cores (on 2 cores: 36 ms per step each for two processes vs 26 ms for one two-thread process,
     1.4x the throughput). Workers are forked (Linux), so the dataset is shared, not copied; where
-    fork is unavailable the runs train in this process, one after another.
+    fork is unavailable, or on a GPU, the runs train in this process, one after another.
 
     Parameters
     ----------
@@ -274,7 +274,8 @@ def fit_many(configs, dataset, runs_dir=None, *, workers: int | None = None, pro
     workers = max(1, min(workers or min(4, os.cpu_count() or 1), len(todo)))
     # even one run trains in a one-thread worker: a model's weights then do not depend on which
     # notebook happened to train it
-    if todo and "fork" in multiprocessing.get_all_start_methods():
+    # a GPU trains one run at a time in this process (CUDA does not survive fork)
+    if todo and "fork" in multiprocessing.get_all_start_methods() and not torch.cuda.is_available():
         for s in sorted({s for cfg in todo.values() for s in cfg.subjects}):
             dataset.subject(s)  # build subject data once, before forking
         _WORKER_DATASET = dataset
