@@ -180,22 +180,76 @@ def extract_features(encoder: ClipVisionEncoder, images, image_ids, out, *, batc
     return out
 
 
+class FeatureFile:
+    """A features file as :func:`extract_features` writes it, opened once: its token shape
+    ``(T, D)``, its image-id index, and rows read by id. Malformed files are errors that say what
+    was expected; an unfinished extraction (``complete`` false) is refused.
+    """
+
+    def __init__(self, path):
+        import h5py
+
+        self.path = Path(path)
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as e:
+            raise ValueError(f"cannot read the image-feature file {self.path} (CLIP ViT-L/14 features) as HDF5: {e}") from e
+        with f:
+            for key in ("features", "image_ids"):
+                if key not in f:
+                    raise ValueError(f"the feature file {self.path} has no dataset {key!r}; expected 'features' (n, T, D) "
+                                     "and 'image_ids' (n,)")
+            self.complete_flag = f.attrs.get("complete")
+            if self.complete_flag is not None and not self.complete_flag:
+                raise ValueError(f"the feature file {self.path} is unfinished (an interrupted otnsd.features.extract_features "
+                                 "run): run it again to resume")
+            shape, ids = f["features"].shape, f["image_ids"][:]
+        if len(shape) != 3 or ids.shape != (shape[0],):
+            raise ValueError(f"the feature file {self.path}: features {shape} and image_ids {ids.shape}; expected (n, T, D) and (n,)")
+        ids = ids.astype(np.int64)
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError(f"the feature file {self.path} lists some image ids twice")
+        self.shape = (int(shape[1]), int(shape[2]))
+        self.index = {int(i): r for r, i in enumerate(ids)}
+
+    def rows(self, image_ids) -> np.ndarray:
+        """Row of each id in the file, -1 where the file has none."""
+        return np.array([self.index.get(int(i), -1) for i in np.asarray(image_ids).reshape(-1)], dtype=np.int64)
+
+    def read(self, rows) -> np.ndarray:
+        """Features (len(rows), T, D) float32 of the given rows (any order, repeats allowed)."""
+        import h5py
+
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return np.zeros((0, *self.shape), dtype=np.float32)
+        with h5py.File(self.path, "r") as f:
+            return read_rows(f["features"], rows).astype(np.float32, copy=False)
+
+
+def read_rows(ds, rows: np.ndarray) -> np.ndarray:
+    """``ds[rows]`` of an HDF5 dataset for any order and repeats, reading each run of consecutive
+    rows once (h5py itself only takes increasing, distinct rows)."""
+    uniq, inverse = np.unique(rows, return_inverse=True)
+    out = np.empty((len(uniq), *ds.shape[1:]), dtype=ds.dtype)
+    starts = np.flatnonzero(np.diff(uniq, prepend=uniq[0] - 2) != 1)
+    ends = np.append(starts[1:], len(uniq))
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        out[a:b] = ds[int(uniq[a]) : int(uniq[b - 1]) + 1]
+    return out[inverse.reshape(-1)]
+
+
 def read_features(path, image_ids) -> np.ndarray:
     """Features (len(image_ids), T, D) float32 from a file written by :func:`extract_features`."""
-    import h5py
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no CLIP feature file at {path}; compute it with otnsd.features.extract_features")
-    with h5py.File(path, "r") as f:
-        if not f.attrs.get("complete", False):
-            raise ValueError(f"{path} is unfinished (an interrupted extract_features run): run it again to resume")
-        stored = f["image_ids"][:]
-        where = {int(i): k for k, i in enumerate(stored)}
-        ids = np.asarray(image_ids, dtype=np.int64).reshape(-1)
-        missing = [int(i) for i in ids if int(i) not in where]
-        if missing:
-            raise KeyError(f"{path} has no features for image ids {missing[:10]}{' ...' if len(missing) > 10 else ''}")
-        rows = np.array([where[int(i)] for i in ids], dtype=np.int64)
-        unique = np.unique(rows)  # h5py reads increasing, distinct rows
-        return f["features"][unique].astype(np.float32)[np.searchsorted(unique, rows)]
+    feats = FeatureFile(path)
+    if feats.complete_flag is None:
+        raise ValueError(f"{path} is unfinished (an interrupted extract_features run): run it again to resume")
+    ids = np.asarray(image_ids, dtype=np.int64).reshape(-1)
+    rows = feats.rows(ids)
+    missing = ids[rows < 0].tolist()
+    if missing:
+        raise KeyError(f"{path} has no features for image ids {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+    return feats.read(rows)

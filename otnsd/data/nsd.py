@@ -70,6 +70,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..features import FeatureFile, read_rows
 from ..paths import atomic_path, data_dir, runs_dir
 from .base import BrainImageDataset, SubjectData
 from .rois import AREAS, PAPER_SUBJECTS
@@ -203,7 +204,7 @@ class NSD(BrainImageDataset):
     @property
     def embedding_shape(self) -> tuple[int, int]:
         """(T, D) of the features file; an error when there is none."""
-        return self._features_meta[1]
+        return self._features.shape
 
     @cached_property
     def test_image_ids(self) -> np.ndarray:
@@ -251,20 +252,14 @@ class NSD(BrainImageDataset):
                 "pass features= an HDF5 file of CLIP ViT-L/14 features ('features' (n, T, D), "
                 "'image_ids' (n,)); compute them first"
             )
-        path, (T, D), index = self._features_meta
-        rows = np.array([index.get(int(i), -1) for i in ids], dtype=np.int64)
+        rows = self._features.rows(ids)
         if (rows < 0).any():
             missing = np.unique(ids[rows < 0])
             raise MissingFeaturesError(
-                f"{path} has no features for {len(missing)} of the requested image ids ({_show(missing)}): "
+                f"{self.features_path} has no features for {len(missing)} of the requested image ids ({_show(missing)}): "
                 f"compute CLIP ViT-L/14 features for these NSD images first"
             )
-        if not len(ids):
-            return np.zeros((0, T, D), dtype=np.float32)
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            return _read_rows(f["features"], rows).astype(np.float32, copy=False)
+        return self._features.read(rows)
 
     def captions(self, image_ids) -> list[list[str]]:
         """Every COCO caption of each image, in the annotation file's order.
@@ -313,7 +308,7 @@ class NSD(BrainImageDataset):
                 )
             if not len(ids):
                 return np.zeros((0, *IMAGE_SHAPE), dtype=np.uint8)
-            return _read_rows(ds, ids)
+            return read_rows(ds, ids)
 
     def config(self) -> dict:
         """Kind, version, subjects, source, the input files (relative to root) with their sizes,
@@ -335,7 +330,7 @@ class NSD(BrainImageDataset):
 
     def __repr__(self) -> str:
         try:
-            shape = "x".join(map(str, self._features_meta[1])) if self.features_path else "none"
+            shape = "x".join(map(str, self._features.shape)) if self.features_path else "none"
         except (OSError, ValueError):
             shape = "unreadable"
         return (
@@ -760,27 +755,13 @@ class NSD(BrainImageDataset):
         return memo[split]
 
     @cached_property
-    def _features_meta(self) -> tuple[Path, tuple[int, int], dict[int, int]]:
+    def _features(self) -> FeatureFile:
         if self.features_path is None:
             raise MissingFeaturesError(
                 "no image features: pass features= an HDF5 file of CLIP ViT-L/14 features "
                 "(datasets 'features' (n, T, D) and 'image_ids' (n,)); compute them first"
             )
-        path = self.features_path
-        with _open_h5(path, "the image-feature file", "CLIP ViT-L/14 features") as f:
-            for key in ("features", "image_ids"):
-                if key not in f:
-                    raise ValueError(f"the feature file {path} has no dataset {key!r}; expected 'features' (n, T, D) and 'image_ids' (n,)")
-            if not f.attrs.get("complete", True):
-                raise ValueError(f"the feature file {path} is unfinished (an interrupted otnsd.features.extract_features "
-                                 "run): run it again to resume")
-            shape, ids = f["features"].shape, f["image_ids"][:]
-        if len(shape) != 3 or ids.shape != (shape[0],):
-            raise ValueError(f"the feature file {path}: features {shape} and image_ids {ids.shape}; expected (n, T, D) and (n,)")
-        ids = ids.astype(np.int64)
-        if len(np.unique(ids)) != len(ids):
-            raise ValueError(f"the feature file {path} lists some image ids twice")
-        return path, (int(shape[1]), int(shape[2])), {int(i): r for r, i in enumerate(ids)}
+        return FeatureFile(self.features_path)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -869,17 +850,6 @@ def _read_ctab(path: Path, rel: str) -> dict[int, str]:
     if not labels:
         raise ValueError(f"the label table {path} (NSD: {rel}) is empty; expected 'index name' lines, e.g. '1 V1v'")
     return labels
-
-
-def _read_rows(ds, rows: np.ndarray) -> np.ndarray:
-    """``ds[rows]`` for any order and repeats, reading each run of consecutive rows once."""
-    uniq, inverse = np.unique(rows, return_inverse=True)
-    out = np.empty((len(uniq), *ds.shape[1:]), dtype=ds.dtype)
-    starts = np.flatnonzero(np.diff(uniq, prepend=uniq[0] - 2) != 1)
-    ends = np.append(starts[1:], len(uniq))
-    for a, b in zip(starts.tolist(), ends.tolist()):
-        out[a:b] = ds[int(uniq[a]) : int(uniq[b - 1]) + 1]
-    return out[inverse.reshape(-1)]
 
 
 def _tar_samples(path: Path, wanted: tuple[str, ...]):
