@@ -163,7 +163,7 @@ class NSD(BrainImageDataset):
 
     Examples
     --------
-    >>> nsd = NSD("/data/nsd", subjects=(1, 2, 5, 7), features="clip_vitl14.h5")  # doctest: +SKIP
+    >>> nsd = NSD(subjects=(1, 2, 5, 7), features="clip_vitl14.h5")  # doctest: +SKIP
     >>> s1 = nsd.subject(1)  # doctest: +SKIP
     >>> s1.train_voxels.shape, s1.test_voxels.shape  # doctest: +SKIP
     ((n_train, 3, 15724), (982, 15724))
