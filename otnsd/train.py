@@ -243,9 +243,8 @@ def fit(cfg: TrainConfig, dataset, runs_dir=None, *, progress: bool = True, devi
 _WORKER_DATASET = None  # handed to forked workers by fit_many (inherited, not pickled)
 
 
-def _fit_in_worker(cfg: TrainConfig, runs_dir) -> str:
+def _fit_in_worker(cfg: TrainConfig, runs_dir) -> None:
     fit(cfg, _WORKER_DATASET, runs_dir, progress=False)
-    return cfg.key(_WORKER_DATASET)
 
 
 def fit_many(configs, dataset, runs_dir=None, *, workers: int | None = None, progress: bool = True) -> dict:
@@ -272,9 +271,8 @@ def fit_many(configs, dataset, runs_dir=None, *, workers: int | None = None, pro
         if not is_cached(cfg, dataset, runs_dir):
             todo.setdefault(cfg.key(dataset), cfg)
     workers = max(1, min(workers or min(4, os.cpu_count() or 1), len(todo)))
-    # even one run trains in a one-thread worker: a model's weights then do not depend on which
-    # notebook happened to train it
-    # a GPU trains one run at a time in this process (CUDA does not survive fork)
+    # Even one run trains in a one-thread worker, so a model's weights do not depend on which
+    # notebook happened to train it. A GPU trains one run at a time here (CUDA does not survive fork).
     if todo and "fork" in multiprocessing.get_all_start_methods() and not torch.cuda.is_available():
         for s in sorted({s for cfg in todo.values() for s in cfg.subjects}):
             dataset.subject(s)  # build subject data once, before forking
