@@ -211,6 +211,7 @@ def gradient_saliency(model, voxels, targets, subject: int, loss_fn, groups: dic
     y_all = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
     if x_all.ndim != 2 or len(x_all) != len(y_all):
         raise ValueError(f"voxels must be (n, V) with one target per row; got {tuple(x_all.shape)} and {tuple(y_all.shape)}")
+    masks = _check_groups(groups, x_all.shape[1])
     std = model.tokenizers[str(int(subject))].voxel_std.detach()
     was_training = model.training
     model.eval()
@@ -223,10 +224,6 @@ def gradient_saliency(model, voxels, targets, subject: int, loss_fn, groups: dic
         total += (grad.abs() * std * len(x)).sum(0).double()
     model.train(was_training)
     s = (total / len(x_all)).numpy()
-    masks = {name: np.asarray(m, dtype=bool) for name, m in groups.items()}
-    for name, m in masks.items():
-        if m.shape != s.shape or not m.any():
-            raise ValueError(f"group {name!r} must be a non-empty boolean mask over the {len(s)} voxels")
     return {"raw": {n: float(s[m].sum()) for n, m in masks.items()},
             "per_voxel": {n: float(s[m].mean()) for n, m in masks.items()},
             "voxel": s}
@@ -253,13 +250,11 @@ def perturbation_importance(score, voxels, groups: dict, *, mode: str = "permute
     if mode not in ("permute", "mean"):
         raise ValueError(f"mode must be 'permute' or 'mean'; got {mode!r}")
     voxels = np.asarray(voxels)
+    masks = _check_groups(groups, voxels.shape[1])
     base = float(score(voxels))
     rng = np.random.default_rng(seed)
     drop = {}
-    for name, mask in groups.items():
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != (voxels.shape[1],) or not mask.any():
-            raise ValueError(f"group {name!r} must be a non-empty boolean mask over the {voxels.shape[1]} voxels")
+    for name, mask in masks.items():
         scores = []
         for _ in range(n_repeats if mode == "permute" else 1):
             x = voxels.copy()
@@ -267,6 +262,15 @@ def perturbation_importance(score, voxels, groups: dict, *, mode: str = "permute
             scores.append(float(score(x)))
         drop[name] = base - float(np.mean(scores))
     return {"base": base, "drop": drop}
+
+
+def _check_groups(groups: dict, n_voxels: int) -> dict:
+    """Region masks as boolean arrays, each non-empty and over all ``n_voxels`` (checked before any work)."""
+    masks = {name: np.asarray(m, dtype=bool) for name, m in groups.items()}
+    for name, m in masks.items():
+        if m.shape != (n_voxels,) or not m.any():
+            raise ValueError(f"group {name!r} must be a non-empty boolean mask over the {n_voxels} voxels")
+    return masks
 
 
 def rank_agreement(measured: dict, truth: dict) -> float:
