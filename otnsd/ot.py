@@ -47,6 +47,7 @@ References
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import warnings
@@ -75,6 +76,7 @@ __all__ = [
 LEVELS = ("sample", "token")
 COSTS = ("sqeuclidean", "euclidean")
 SOLVERS = ("exact", "sinkhorn", "auto")
+_SOLVER_OPTIONS = ("eps", "eps_rel", "tol", "max_iter", "check_every")
 
 # From this size on, the entropic solver beats POT's dummy-point network simplex for partial
 # problems on a CPU (benchmarks/bench_ot.py; the README has the table).
@@ -93,8 +95,15 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(map(repr, allowed))}")
 
 
+def _check_number(name: str, value) -> float:
+    # bools and strings would be coerced silently (and change a cache key): refuse them
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number; got {value!r} of type {type(value).__name__}")
+    return float(value)
+
+
 def _check_lam(lam: float) -> float:
-    lam = float(lam)
+    lam = _check_number("lam", lam)
     if not (0.0 < lam <= 1.0) or math.isnan(lam):
         raise ValueError(
             f"lam is the fraction of mass to transport and must lie in (0, 1]; got {lam}. "
@@ -114,8 +123,39 @@ def _check_finite(name: str, t: torch.Tensor) -> None:
     )
 
 
+def _as_tensors(x, y) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tensors as they are; NumPy arrays become tensors (float64 stays float64, else float32), nested
+    lists tensors of torch's default dtype, as ``torch.tensor`` makes them."""
+    def convert(name, v):
+        if isinstance(v, torch.Tensor):
+            return v
+        if isinstance(v, (np.ndarray, list, tuple)):
+            a = np.asarray(v)
+            if a.dtype.kind not in "biuf":
+                raise ValueError(f"{name} must hold numbers; got an array of dtype {a.dtype}")
+            keep64 = isinstance(v, np.ndarray) and a.dtype == np.float64
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64 if keep64 else np.float32)).to(
+                torch.float64 if keep64 else torch.get_default_dtype())
+        raise ValueError(f"{name} must be a torch tensor (or a NumPy array); got {type(v).__name__}")
+
+    return convert("x", x), convert("y", y)
+
+
+def _check_solver_options(eps, eps_rel, tol, max_iter, check_every) -> None:
+    if eps is not None and not _check_number("eps", eps) > 0:
+        raise ValueError(f"eps must be positive (or None to use eps_rel); got {eps}")
+    for name, value in (("eps_rel", eps_rel), ("tol", tol)):
+        if not _check_number(name, value) > 0:
+            raise ValueError(f"{name} must be positive; got {value} (a smaller value makes the entropic plan sharper)")
+    for name, value in (("max_iter", max_iter), ("check_every", check_every)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+
+
 def _check_pair(x: torch.Tensor, y: torch.Tensor, level: str) -> None:
     _check_choice("level", level, LEVELS)
+    if not (x.is_floating_point() and y.is_floating_point()):
+        raise ValueError(f"x and y must be floating-point tensors; got {x.dtype} and {y.dtype}")
     if x.shape != y.shape:
         raise ValueError(
             f"x and y must have the same shape (paired brain and image embeddings); "
@@ -149,23 +189,43 @@ def cost_matrix(x: torch.Tensor, y: torch.Tensor, cost: str = "sqeuclidean") -> 
 
     Returns
     -------
-    C : tensor, shape (N, M) or (B, N, M)
-        Differentiable in ``x`` and ``y``. Squared distances use the matmul identity
-        :math:`\|x\|^2 + \|y\|^2 - 2 x^\top y`, clamped at 0; the Euclidean cost has a zero (not
-        NaN) gradient where two points coincide.
+    C : tensor, shape (N, M) or (B, N, M), in the dtype of ``x``
+        Differentiable in ``x`` and ``y``; the Euclidean cost has a zero (not NaN) gradient where
+        two points coincide.
+
+    Notes
+    -----
+    Squared distances use the matmul identity :math:`\|x\|^2 + \|y\|^2 - 2 x^\top y` (clamped at
+    0), which cancels catastrophically when the norms dwarf the distances (float32 embeddings far
+    from the origin). Both clouds are therefore shifted by the same centre (distances do not
+    change) and the identity is evaluated in float64; the result is cast back to ``x``'s dtype.
     """
     _check_choice("cost", cost, COSTS)
-    x2 = (x * x).sum(-1, keepdim=True)
-    y2 = (y * y).sum(-1, keepdim=True).transpose(-1, -2)
-    sq = torch.baddbmm(x2 + y2, x, y.transpose(-1, -2), alpha=-2) if x.dim() == 3 else torch.addmm(
-        x2 + y2, x, y.T, alpha=-2
+    work = torch.float32 if x.device.type == "mps" else torch.float64  # MPS has no float64
+    centre = 0.5 * (x.detach().mean(-2, keepdim=True) + y.detach().mean(-2, keepdim=True))
+    xw, yw = (x - centre).to(work), (y - centre).to(work)
+    x2 = (xw * xw).sum(-1, keepdim=True)
+    y2 = (yw * yw).sum(-1, keepdim=True).transpose(-1, -2)
+    sq = torch.baddbmm(x2 + y2, xw, yw.transpose(-1, -2), alpha=-2) if x.dim() == 3 else torch.addmm(
+        x2 + y2, xw, yw.T, alpha=-2
     )
     sq = sq.clamp_min(0)
-    if cost == "sqeuclidean":
-        return sq
-    # sqrt has an infinite derivative at 0: route zeros through a constant branch.
-    positive = sq > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), 0.0)
+    if cost == "euclidean":
+        # sqrt has an infinite derivative at 0: route zeros through a constant branch.
+        positive = sq > 0
+        sq = torch.where(positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), 0.0)
+    return sq.to(x.dtype)
+
+
+def _check_cost_range(C: torch.Tensor, x: torch.Tensor) -> None:
+    """Finite inputs whose costs overflow the working dtype get their own message."""
+    if bool(torch.isfinite(C.sum())) or torch.isfinite(C).all():
+        return
+    raise ValueError(
+        f"the costs overflow {C.dtype} (largest |input| {float(x.detach().abs().max()):.3g}): the inputs are "
+        "finite but their squared distances are not representable; rescale the embeddings (e.g. "
+        "normalise them) or pass float64 tensors"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,6 +463,7 @@ def partial_plan(
     """
     lam = _check_lam(lam)
     _check_choice("solver", solver, SOLVERS)
+    _check_solver_options(eps, eps_rel, tol, max_iter, check_every)
     if isinstance(C, np.ndarray):
         C = torch.from_numpy(np.asarray(C, dtype=np.float64))
     if C.dim() not in (2, 3) or C.shape[-1] == 0 or C.shape[-2] == 0:
@@ -474,12 +535,17 @@ def partial_ot_loss(
     With ``gamma = I / N`` and ``cost="sqeuclidean"`` the loss equals :func:`mse_loss` at the same
     level. With ``lam = 1`` the identity is feasible, so the optimal (exact) loss is never above MSE.
     """
+    x, y = _as_tensors(x, y)
     _check_pair(x, y, level)
     lam = _check_lam(lam)
     _check_choice("cost", cost, COSTS)
     _check_choice("solver", solver, SOLVERS)
+    unknown = set(solver_kwargs) - set(_SOLVER_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown solver option(s) {sorted(unknown)}; choose from {', '.join(_SOLVER_OPTIONS)}")
     xs, ys = _as_point_clouds(x, y, level)
     C = cost_matrix(xs, ys, cost)
+    _check_cost_range(C, xs)
     gamma = partial_plan(C.detach(), lam, solver=solver, **solver_kwargs)
     if level == "sample":
         loss = (gamma * C).sum()
@@ -502,6 +568,7 @@ def mse_loss(x: torch.Tensor, y: torch.Tensor, *, level: str = "sample") -> torc
     x, y : tensor, shape (N, D) or (N, T, D)
     level : {"sample", "token"}
     """
+    x, y = _as_tensors(x, y)
     _check_pair(x, y, level)
     sq = (x - y).pow(2)
     if level == "sample":
@@ -523,8 +590,9 @@ def infonce_loss(
     x, y : tensor, shape (N, ...)
     temperature : float > 0
     """
+    x, y = _as_tensors(x, y)
     _check_pair(x, y, "sample")
-    if not temperature > 0:
+    if not _check_number("temperature", temperature) > 0:
         raise ValueError(f"temperature must be positive; got {temperature}")
     xs = F.normalize(x.reshape(x.shape[0], -1), dim=1)
     ys = F.normalize(y.reshape(y.shape[0], -1), dim=1)
@@ -537,22 +605,30 @@ def infonce_loss(
 # registry
 # --------------------------------------------------------------------------------------------
 _REGISTRY: dict[str, Callable[..., torch.Tensor]] = {}
+_PARAMS: dict[str, tuple[str, ...]] = {}
 
 
-def register_loss(name: str) -> Callable:
-    """Decorator adding a loss ``f(x, y, **params) -> scalar`` to :func:`get_loss`."""
+def register_loss(name: str, options: tuple[str, ...] = ()) -> Callable:
+    """Decorator adding a loss ``f(x, y, **params) -> scalar`` to :func:`get_loss`.
+
+    Its parameters are the keyword arguments of ``f`` after ``x`` and ``y``, plus ``options``
+    (names that ``f`` takes through ``**kwargs``); any other name is refused by :func:`get_loss`.
+    """
 
     def wrap(fn: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"a loss named {name!r} is already registered")
+        params = list(inspect.signature(fn).parameters.values())[2:]
         _REGISTRY[name] = fn
+        # return_plan changes what the call returns: not a parameter of a training loss
+        _PARAMS[name] = tuple(p.name for p in params if p.kind is not p.VAR_KEYWORD and p.name != "return_plan") + tuple(options)
         return fn
 
     return wrap
 
 
 register_loss("mse")(mse_loss)
-register_loss("ot")(partial_ot_loss)
+register_loss("ot", options=_SOLVER_OPTIONS)(partial_ot_loss)
 register_loss("infonce")(infonce_loss)
 
 
@@ -561,19 +637,36 @@ def available_losses() -> tuple[str, ...]:
 
 
 class Loss:
-    """A registered loss with its parameters bound: ``Loss("ot", lam=0.5)(x, y)``."""
+    """A registered loss with its parameters bound: ``Loss("ot", lam=0.5)(x, y)``.
+
+    Parameter names and values are checked here, before any data is prepared."""
 
     def __init__(self, name: str, **params):
         if name not in _REGISTRY:
             raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(available_losses())}")
+        unknown = sorted(set(params) - set(_PARAMS[name]))
+        if unknown:
+            import difflib
+
+            hints = [m for u in unknown for m in difflib.get_close_matches(u, _PARAMS[name], n=1)]
+            raise ValueError(
+                f"loss {name!r} takes no parameter {', '.join(map(repr, unknown))}"
+                + (f" (did you mean {', '.join(map(repr, hints))}?)" if hints else "")
+                + f"; its parameters are {', '.join(_PARAMS[name]) or 'none'}"
+            )
         self.name = name
         self.params = dict(params)
         self._fn = _REGISTRY[name]
         if "lam" in self.params:
             _check_lam(self.params["lam"])
+        if "temperature" in self.params and not _check_number("temperature", self.params["temperature"]) > 0:
+            raise ValueError(f"temperature must be positive; got {self.params['temperature']}")
         for key, allowed in (("level", LEVELS), ("cost", COSTS), ("solver", SOLVERS)):
             if key in self.params:
                 _check_choice(key, self.params[key], allowed)
+        options = {k: self.params[k] for k in _SOLVER_OPTIONS if k in self.params}
+        if options:
+            _check_solver_options(**{"eps": None, "eps_rel": 0.01, "tol": 1e-3, "max_iter": 2000, "check_every": 10, **options})
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self._fn(x, y, **self.params)
@@ -629,8 +722,10 @@ def get_loss(name, **params):
             raise ValueError("give the parameters of a weighted loss inside its dict")
         terms = []
         for key, p in name.items():
+            if not isinstance(p, dict):
+                raise ValueError(f"the parameters of {key!r} must be a dict, e.g. {{{key!r}: {{'weight': 1.0}}}}; got {p!r}")
             p = dict(p)
-            weight = float(p.pop("weight", 1.0))
+            weight = _check_number(f"the weight of {key!r}", p.pop("weight", 1.0))
             terms.append((weight, Loss(key, **p)))
         return WeightedLoss(terms)
     return Loss(name, **params)

@@ -348,3 +348,98 @@ def test_warns_when_max_iter_stops_the_entropic_solver():
     C = _rand_cost(30, 30, seed=10)
     with pytest.warns(RuntimeWarning, match="max_iter"):
         partial_plan(C, 0.5, solver="sinkhorn", eps_rel=1e-3, tol=1e-9, max_iter=20)
+
+
+# ------------------------------------------------------------------ numerically safe costs (float32)
+@pytest.mark.parametrize("level", ["sample", "token"])
+def test_ot_never_above_mse_for_large_norm_float32_embeddings(level):
+    """Far from the origin the matmul form of ||x - y||² cancels catastrophically in float32
+    (48.3 instead of 26.2 before the costs were centred and accumulated in float64)."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(16, 256, 1024, generator=g) + 20
+    x = y + 0.01 * torch.randn(16, 256, 1024, generator=g)
+    mse = float(mse_loss(x, y, level=level))
+    ot = float(partial_ot_loss(x, y, 1.0, level=level))
+    ot64 = float(partial_ot_loss(x.double(), y.double(), 1.0, level=level))
+    assert ot <= mse * (1 + 1e-5)
+    assert ot == pytest.approx(ot64, rel=1e-5)
+
+
+def test_cost_matrix_float32_matches_float64_direct_differences():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 3000, generator=g) * 0.1 + 50
+    y = torch.randn(6, 3000, generator=g) * 0.1 + 50
+    direct = ((x.double()[:, None] - y.double()[None]) ** 2).sum(-1)
+    C = cost_matrix(x, y)
+    assert C.dtype == torch.float32
+    torch.testing.assert_close(C.double(), direct, rtol=1e-6, atol=0)
+    torch.testing.assert_close(cost_matrix(x, y, "euclidean").double(), direct.sqrt(), rtol=1e-6, atol=0)
+
+
+def test_cost_gradient_unchanged_by_centring():
+    g = torch.Generator().manual_seed(2)
+    x = (torch.randn(5, 7, generator=g, dtype=torch.float64) + 3).requires_grad_()
+    y = torch.randn(5, 7, generator=g, dtype=torch.float64)
+    W = torch.rand(5, 5, generator=g, dtype=torch.float64)
+    (W * cost_matrix(x, y)).sum().backward()
+    expected = 2 * (W.sum(1, keepdim=True) * x.detach() - W @ y)  # d/dx_i sum_j W_ij ||x_i - y_j||²
+    torch.testing.assert_close(x.grad, expected)
+
+
+def test_finite_inputs_whose_costs_overflow_are_named_as_such():
+    x, y = torch.full((4, 8), 1e20), torch.zeros(4, 8)
+    with pytest.raises(ValueError, match="costs overflow.*rescale"):
+        partial_ot_loss(x, y, 1.0)
+    assert torch.isfinite(partial_ot_loss(x.double(), y.double(), 1.0))
+
+
+# ------------------------------------------------------------------ errors at the door
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"lamda": 0.5}, "no parameter 'lamda'.*did you mean 'lam'"),
+        ({"lam": "0.5"}, "lam must be a number"),
+        ({"lam": True}, "lam must be a number"),
+        ({"eps_rel": 0.0}, "eps_rel must be positive"),
+        ({"eps_rel": -0.1}, "eps_rel must be positive"),
+        ({"check_every": 0}, "check_every must be a positive integer"),
+        ({"max_iter": 2.5}, "max_iter must be a positive integer"),
+        ({"temperature": 0.1}, "no parameter 'temperature'"),
+        ({"return_plan": True}, "no parameter 'return_plan'"),
+    ],
+)
+def test_loss_parameters_are_checked_by_name_at_construction(params, match):
+    with pytest.raises(ValueError, match=match):
+        get_loss("ot", **params)
+    with pytest.raises(ValueError, match=match):
+        get_loss({"mse": {}, "ot": params})
+
+
+def test_solver_options_are_checked_where_they_are_used():
+    C = torch.rand(4, 4)
+    with pytest.raises(ValueError, match="eps_rel must be positive"):
+        partial_plan(C, 0.5, solver="sinkhorn", eps_rel=0)
+    with pytest.raises(ValueError, match="check_every must be a positive integer"):
+        partial_plan(C, 0.5, solver="sinkhorn", check_every=0)
+    x, y = _pair((4, 3))
+    with pytest.raises(ValueError, match="unknown solver option"):
+        partial_ot_loss(x, y, 0.5, epsilon=0.1)
+    with pytest.raises(ValueError, match="temperature must be a number"):
+        get_loss("infonce", temperature="0.07")
+    with pytest.raises(ValueError, match="weight .*must be a number"):
+        get_loss({"ot": {"weight": "1"}})
+    with pytest.raises(ValueError, match="must be a dict"):
+        get_loss({"ot": 0.5})
+
+
+def test_numpy_and_list_inputs_are_converted():
+    rng = np.random.default_rng(0)
+    x32, y32 = rng.standard_normal((6, 5)).astype(np.float32), rng.standard_normal((6, 5)).astype(np.float32)
+    expected = partial_ot_loss(torch.from_numpy(x32), torch.from_numpy(y32), 0.5)
+    torch.testing.assert_close(partial_ot_loss(x32, y32, 0.5), expected)
+    torch.testing.assert_close(mse_loss(x32.tolist(), y32.tolist()), mse_loss(torch.from_numpy(x32), torch.from_numpy(y32)))
+    assert infonce_loss(x32, y32).dtype == torch.float32
+    with pytest.raises(ValueError, match="must be a torch tensor"):
+        partial_ot_loss("x", "y")
+    with pytest.raises(ValueError, match="floating-point"):
+        mse_loss(torch.ones(3, 2, dtype=torch.long), torch.ones(3, 2, dtype=torch.long))
