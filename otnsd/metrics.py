@@ -60,6 +60,38 @@ def _warn_spice_missing():
         _SPICE_WARNED = True
 
 
+def _check_captions(predictions, references) -> None:
+    if isinstance(predictions, str) or not all(isinstance(p, str) for p in predictions):
+        raise ValueError("predictions must be a list of str, one caption per image")
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} reference sets")
+    if not predictions:
+        raise ValueError("no captions to score")
+    for i, refs in enumerate(references):
+        # a plain string would be scored character by character
+        if isinstance(refs, str) or not refs or not all(isinstance(r, str) for r in refs):
+            raise ValueError(
+                f"references[{i}] must be a non-empty list of str (the reference captions of image {i}); "
+                f"got {refs!r}. For one reference per image pass [[r] for r in references]."
+            )
+
+
+def require_java() -> str:
+    """Path of the ``java`` executable that METEOR and the PTB tokenizer need; a clear error,
+    with how to install it, when there is none. Notebooks call it before any training."""
+    import shutil
+
+    java = shutil.which("java")
+    if java is None:
+        raise RuntimeError(
+            "caption metrics need Java (pycocoevalcap's PTB tokenizer and METEOR), and no `java` is on "
+            "PATH. Install a Java runtime >= 8, e.g. `sudo apt-get install default-jre-headless` "
+            "(Debian/Ubuntu), `conda install -c conda-forge openjdk` or `brew install openjdk`, then "
+            "restart the kernel."
+        )
+    return java
+
+
 _METEOR = None
 
 
@@ -96,10 +128,8 @@ def caption_scores(predictions: list[str], references: list[list[str]], *, spice
     from pycocoevalcap.rouge.rouge import Rouge
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-    if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions for {len(references)} reference sets")
-    if not predictions:
-        raise ValueError("no captions to score")
+    _check_captions(predictions, references)
+    require_java()
     use_spice = spice_available() if spice == "auto" else bool(spice)
     if use_spice and not spice_available():
         raise FileNotFoundError("SPICE was requested but its Stanford CoreNLP jars are missing (see spice_available)")

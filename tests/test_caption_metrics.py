@@ -188,3 +188,23 @@ def test_evaluate_embeddings_scores_captions_and_alignment():
     assert caps == [r[0] for r in refs]
     assert scores["top1_brain2image"][0] == 100.0  # the true embeddings retrieve themselves
     assert scores["BLEU1"][0] > 90 and scores["CIDEr"][1] <= scores["CIDEr"][2]
+
+
+def test_references_given_as_strings_are_refused():
+    """One string per image would be scored character by character (BLEU1 10 instead of 100)."""
+    with pytest.raises(ValueError, match=r"references\[0\] must be a non-empty list of str.*\[\[r\] for r in references\]"):
+        caption_scores(["a dog on grass", "a red car"], ["a dog on grass", "a red car"])
+    with pytest.raises(ValueError, match="references\\[1\\]"):
+        caption_scores(["a", "b"], [["a"], []])
+    with pytest.raises(ValueError, match="predictions must be a list of str"):
+        caption_scores("a dog", [["a dog"]] * 5)
+
+
+def test_missing_java_says_how_to_install_it(monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    with pytest.raises(RuntimeError, match="need Java.*apt-get install default-jre-headless"):
+        metrics.require_java()
+    with pytest.raises(RuntimeError, match="need Java"):
+        caption_scores(["a dog"], [["a dog"]])
