@@ -197,7 +197,12 @@ def load_encoder(path, expected: EncoderConfig | None = None, map_location="cpu"
     Raises ``ValueError`` when the checkpoint's architecture or subject set differs from
     ``expected`` (when given), or when its weights do not fit its own architecture.
     """
-    blob = torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # truncated or garbage: torch and pickle raise many kinds
+        raise ValueError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(blob, dict) or "encoder_config" not in blob or "state_dict" not in blob:
         raise ValueError(f"{path} is not an otnsd encoder checkpoint (no encoder_config/state_dict)")
     cfg = EncoderConfig.from_dict(blob["encoder_config"])

@@ -22,6 +22,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +38,8 @@ from .ot import get_loss
 from .paths import atomic_path
 from .paths import runs_dir as _runs_dir
 
-TRAIN_VERSION = 1  # bump when the loop changes what a configuration produces
+TRAIN_VERSION = 2  # bump when the loop changes what a configuration produces
+# 2: costs centred and accumulated in float64; validation includes the last, partial batch
 
 
 @dataclass
@@ -71,6 +73,8 @@ class TrainConfig:
         get_loss(self.loss)  # validates names and parameters
         if self.epochs < 1 or self.batch_size < 2:
             raise ValueError("epochs must be >= 1 and batch_size >= 2")
+        if self.val_images < 1:
+            raise ValueError(f"val_images must be >= 1 (validation rows held out of training); got {self.val_images}")
         if len(self.subjects) > 1 and not 1 <= self.subjects_per_step <= len(self.subjects):
             raise ValueError(f"subjects_per_step must be in 1..{len(self.subjects)}")
 
@@ -114,6 +118,8 @@ class _SubjectSplit:
         d = dataset.subject(subject)
         n = len(d.train_image_ids)
         n_val = min(val_images, n // 5)
+        if n_val < 1:
+            raise ValueError(f"subject {subject} has {n} training images: too few to hold out validation rows (need >= 5)")
         self.subject = subject
         voxels = d.train_voxels if regions is None else d.train_voxels[:, :, voxel_mask(dataset, subject, regions)]
         # kept in the dataset's dtype (real NSD: float16, half the memory); batches become float32
@@ -229,15 +235,42 @@ def fit(cfg: TrainConfig, dataset, runs_dir=None, *, progress: bool = True, devi
         device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
+    expected = build_encoder(cfg, dataset).cfg
+    loaded = None
     with _locked(run.parent / f"{run.name}.lock") if rank == 0 else contextlib.nullcontext():
+        if rank == 0 and (run / "DONE").exists():
+            try:
+                loaded = _load_run(run, expected)
+            except _DamagedRunFile as err:
+                warnings.warn(f"{err}; discarding the run and training it again", UserWarning, stacklevel=2)
+                for name in ("DONE", "encoder.pt", "history.json"):
+                    (run / name).unlink(missing_ok=True)
         if dd.any_true(rank == 0 and not (run / "DONE").exists()):  # process 0 decides for all
             _train(cfg, dataset, run, progress and rank == 0, torch.device(device))
         dd.barrier()
-    expected = build_encoder(cfg, dataset).cfg
-    model = load_encoder(run / "encoder.pt", expected=expected)
-    history = json.loads((run / "history.json").read_text())
-    model.eval()
+    model, history = loaded or _load_run(run, expected)
     return TrainResult(model=model, history=history, run_dir=run, config=cfg)
+
+
+class _DamagedRunFile(ValueError):
+    """A file of a finished run cannot be read (truncated, overwritten, another architecture)."""
+
+
+def _load_run(run: Path, expected: EncoderConfig):
+    """The finished run's encoder (in eval mode) and history; a damaged file raises
+    :class:`_DamagedRunFile` naming it."""
+    try:
+        model = load_encoder(run / "encoder.pt", expected=expected)
+    except (ValueError, OSError) as err:
+        raise _DamagedRunFile(f"the run file {run / 'encoder.pt'} is damaged or missing ({err})") from err
+    try:
+        history = json.loads((run / "history.json").read_text())
+        if not isinstance(history, dict) or "val_loss" not in history:
+            raise ValueError("not a training history")
+    except (ValueError, OSError) as err:
+        raise _DamagedRunFile(f"the run file {run / 'history.json'} is damaged or missing ({err})") from err
+    model.eval()
+    return model, history
 
 
 _WORKER_DATASET = None  # handed to forked workers by fit_many (inherited, not pickled)
@@ -245,6 +278,33 @@ _WORKER_DATASET = None  # handed to forked workers by fit_many (inherited, not p
 
 def _fit_in_worker(cfg: TrainConfig, runs_dir) -> None:
     fit(cfg, _WORKER_DATASET, runs_dir, progress=False)
+
+
+def _start_worker(parent: int) -> None:
+    """One-thread worker that ends with its parent: a killed notebook kernel (or papermill run)
+    must not leave training processes behind."""
+    torch.set_num_threads(1)
+    _exit_with_parent(parent)
+
+
+def _exit_with_parent(parent: int) -> None:
+    import signal
+    import threading
+
+    try:  # Linux: the kernel sends SIGKILL when the parent dies
+        import ctypes
+
+        if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL) != 0:  # 1 = PR_SET_PDEATHSIG
+            raise OSError(ctypes.get_errno(), "prctl failed")
+    except (OSError, AttributeError):  # elsewhere: poll for a new parent
+        def watch():
+            while os.getppid() == parent:
+                threading.Event().wait(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True, name="otnsd-exit-with-parent").start()
+    if os.getppid() != parent:  # the parent died before the request above
+        os._exit(1)
 
 
 def fit_many(configs, dataset, runs_dir=None, *, workers: int | None = None, progress: bool = True) -> dict:
@@ -279,7 +339,7 @@ def fit_many(configs, dataset, runs_dir=None, *, workers: int | None = None, pro
         _WORKER_DATASET = dataset
         try:
             ctx = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker, initargs=(os.getpid(),)) as pool:
                 futures = [pool.submit(_fit_in_worker, cfg, runs_dir) for cfg in todo.values()]
                 bar = tqdm(as_completed(futures), total=len(futures), desc=f"training {len(todo)} models ({workers} processes)",
                            disable=not progress)
@@ -294,16 +354,20 @@ def fit_many(configs, dataset, runs_dir=None, *, workers: int | None = None, pro
 
 
 def _evaluate_loss(model, splits, loss_fn, batch_size, device):
+    """Row-weighted mean loss over every validation row (the last batch may be smaller)."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for s in splits:
-            for i in range(0, len(s.val_voxels) - batch_size + 1, batch_size):
-                pred = model(s.val_voxels[i : i + batch_size].to(device), s.subject)
-                total += float(loss_fn(pred, s.val_targets[i : i + batch_size].to(device)))
-                count += 1
+            for i in range(0, len(s.val_voxels), batch_size):
+                voxels, targets = s.val_voxels[i : i + batch_size], s.val_targets[i : i + batch_size]
+                pred = model(voxels.to(device), s.subject)
+                total += float(loss_fn(pred, targets.to(device))) * len(voxels)
+                count += len(voxels)
     model.train()
-    return total / max(count, 1)
+    if count == 0:
+        raise ValueError("no validation rows: every subject needs at least 5 training images (val_images >= 1)")
+    return total / count
 
 
 class _Chunks(torch.nn.Module):
@@ -347,11 +411,17 @@ def _train(cfg: TrainConfig, dataset, run: Path, progress: bool, device: torch.d
     start = 0
     ckpt = run / "checkpoint.pt"
     if ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"], strict=True)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        history, start = state["history"], state["epoch"]
+        try:
+            state = torch.load(ckpt, map_location=device, weights_only=False)
+            model.load_state_dict(state["model"], strict=True)
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            history, start = state["history"], state["epoch"]
+        except Exception as err:  # truncated, garbage or foreign: any failure means start over
+            warnings.warn(f"the checkpoint {ckpt} is damaged ({type(err).__name__}: {err}); discarding it and "
+                          "training from the first epoch", UserWarning, stacklevel=3)
+            ckpt.unlink(missing_ok=True)
+            return _train(cfg, dataset, run, progress, device)
     model.train()
     bar = tqdm(range(start, cfg.epochs), desc=f"train {run.name}", disable=not progress, initial=start, total=cfg.epochs)
     for epoch in bar:

@@ -202,3 +202,56 @@ def test_float16_voxels_train_like_float32():
     torch.testing.assert_close(mean, x.float().mean(0), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(std, x.float().std(0), rtol=1e-4, atol=1e-4)
     assert mean.dtype == std.dtype == torch.float32
+
+
+# ------------------------------------------------------------------ validation and run files
+def test_validation_uses_the_partial_batch(sim, tmp_path):
+    """16 validation rows and a batch of 64: the loss must come from those rows, never read 0.0."""
+    from otnsd.ot import get_loss
+    from otnsd.train import _evaluate_loss, _SubjectSplit
+
+    res = fit(_cfg(epochs=1, batch_size=64), sim, runs_dir=tmp_path, progress=False)
+    assert all(v > 0 for v in res.history["val_mse"] + res.history["val_loss"])
+    split = _SubjectSplit(sim, 1, 16)
+    assert len(split.val_voxels) == 16
+    with torch.no_grad():
+        expected = float(get_loss("mse")(res.model(split.val_voxels, 1), split.val_targets))
+    for batch_size in (64, 16, 5):  # one partial batch, one full batch, uneven batches (row-weighted)
+        value = _evaluate_loss(res.model, [split], get_loss("mse"), batch_size, "cpu")
+        assert value == pytest.approx(expected, rel=1e-5)
+
+
+def test_train_config_refuses_no_validation_and_misspelled_losses():
+    with pytest.raises(ValueError, match="val_images must be >= 1"):
+        TrainConfig(val_images=0)
+    with pytest.raises(ValueError, match="no parameter 'lamda'"):
+        TrainConfig(loss={"ot": {"lamda": 0.5}})
+    with pytest.raises(ValueError, match="lam must be a number"):
+        TrainConfig(loss={"ot": {"lam": "0.5"}})
+
+
+@pytest.mark.parametrize("name,content", [("encoder.pt", b"\x80\x02garbage"), ("encoder.pt", b""),
+                                          ("history.json", b"{\"epoch\": [1"), ("history.json", b"[]")])
+def test_damaged_run_file_is_named_discarded_and_retrained(sim, tmp_path, name, content):
+    cfg = _cfg(epochs=1)
+    first = fit(cfg, sim, runs_dir=tmp_path, progress=False)
+    good = (first.run_dir / name).read_bytes()
+    (first.run_dir / name).write_bytes(content)
+    with pytest.warns(UserWarning, match=f"{name}.*damaged.*training it again"):
+        again = fit(cfg, sim, runs_dir=tmp_path, progress=False)
+    assert (again.run_dir / "DONE").exists()
+    if name == "history.json":
+        assert json.loads((again.run_dir / name).read_text()) == json.loads(good)
+    for a, b in zip(first.model.parameters(), again.model.parameters()):  # retraining is deterministic
+        torch.testing.assert_close(a, b)
+    fit(cfg, sim, runs_dir=tmp_path, progress=False)  # and the repaired run loads without a warning
+
+
+def test_damaged_checkpoint_restarts_training(sim, tmp_path):
+    cfg = _cfg(epochs=2)
+    run = run_dir_for(cfg, sim, tmp_path)
+    run.mkdir(parents=True)
+    (run / "checkpoint.pt").write_bytes(b"PK\x03\x04truncated")
+    with pytest.warns(UserWarning, match="checkpoint.pt is damaged"):
+        res = fit(cfg, sim, runs_dir=tmp_path, progress=False)
+    assert res.history["epoch"] == [1, 2] and not (run / "checkpoint.pt").exists()

@@ -457,3 +457,26 @@ def test_notebook_02_runs_on_nsd_by_parameters_only(master, tmp_path, monkeypatc
     assert "NSD, subject 1 test images" in text and "MSE+OT-S1" in text
     assert "simulated data" not in text and "OT-S1 plan on 4 test images" in text
     assert (tmp_path / "figs" / "02_fig1_correlation_heatmaps.png").exists()
+
+
+def test_cache_misses_when_a_file_is_replaced_by_content_of_the_same_size(root, tmp_path):
+    import os
+
+    cache = tmp_path / "cache"
+    path = root / F.betas_rel(1, 1)
+    other = tmp_path / "other.hdf5"  # the session's trials in reverse order: other voxels per image
+    shutil.copy(path, other)
+    with h5py.File(other, "r+") as f:
+        f["betas"][...] = f["betas"][...][::-1]
+    size = max(path.stat().st_size, other.stat().st_size) + 64
+    for p in (path, other):  # HDF5 ignores bytes past its end: pad both to one size
+        with open(p, "ab") as f:
+            f.write(b"\0" * (size - p.stat().st_size))
+    first = NSD(root, (1,), cache_dir=cache)
+    before, fingerprint = first.subject(1), first.fingerprint
+    os.replace(other, path)
+    assert path.stat().st_size == size
+    after = NSD(root, (1,), cache_dir=cache).subject(1)
+    assert not after.meta["from_cache"]
+    assert not np.array_equal(before.train_voxels, after.train_voxels)
+    assert NSD(root, (1,), cache_dir=cache).fingerprint != fingerprint  # trained-model caches miss too

@@ -311,14 +311,15 @@ class NSD(BrainImageDataset):
             return read_rows(ds, ids)
 
     def config(self) -> dict:
-        """Kind, version, subjects, source, the input files (relative to root) with their sizes,
-        and the features file's name and size."""
+        """Kind, version, subjects, source, the input files (relative to root) with their sizes
+        and modification times, and the features file's name, size and modification time."""
         files = {}
         for s in self._subjects:
             files.update(self._input_files(s))
         feats = None
         if self.features_path is not None:
-            feats = {"name": self.features_path.name, "size": self.features_path.stat().st_size}
+            size, mtime = _stamp(self.features_path)
+            feats = {"name": self.features_path.name, "size": size, "mtime_ns": mtime}
         return {
             "kind": "NSD",
             "version": FORMAT_VERSION,
@@ -401,16 +402,17 @@ class NSD(BrainImageDataset):
             rels += [roi_path(subject, name), ctab_path(subject, name)]
         return [r for r in rels if (self.root / r).is_file()]
 
-    def _input_files(self, subject: int) -> dict[str, int]:
-        """Every file the subject's arrays are computed from: relative path -> size."""
+    def _input_files(self, subject: int) -> dict[str, list[int]]:
+        """Every file the subject's arrays are computed from: relative path -> [size, mtime in ns]
+        (a file replaced by other content of the same size still changes its modification time)."""
         if self.source == "raw":
             rels = [betas_path(subject, n) for n in self._sessions(subject)] + self._roi_files(subject) + [EXPDESIGN]
-            return {r: (self.root / r).stat().st_size for r in rels}
+            return {r: _stamp(self.root / r) for r in rels}
         out = {}
         for paths in self._tars(subject).values():
             for p in paths:
-                out[p.relative_to(self.root).as_posix()] = p.stat().st_size
-        out.update({r: (self.root / r).stat().st_size for r in self._roi_files(subject)})
+                out[p.relative_to(self.root).as_posix()] = _stamp(p)
+        out.update({r: _stamp(self.root / r) for r in self._roi_files(subject)})
         return out
 
     # ------------------------------------------------------------------------------ cache
@@ -890,6 +892,12 @@ def _sample_id(sample: dict, path: Path) -> int:
     if a.size != 1 or not np.issubdtype(a.dtype, np.number):
         raise ValueError(f"{path}: coco73k.npy holds {a.size} values of {a.dtype}; expected one 73k id")
     return int(a[0])
+
+
+def _stamp(path: Path) -> list[int]:
+    """Size and modification time (ns) of a file: what keys the caches built from it."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
 
 
 def _write_cache(path: Path, a: _Arrays) -> None:
