@@ -4,7 +4,7 @@
 what           environment         default
 =============  ==================  ==============================================
 NSD copy       ``OTNSD_DATA``      none (the simulated NSD needs no data)
-runs (cache)   ``OTNSD_RUNS``      ``./runs``
+runs (cache)   ``OTNSD_RUNS``      ``runs/`` of the source checkout, else ``./runs``
 figures        ``OTNSD_FIGURES``   ``figures/`` of the source checkout, else ``./figures``
 =============  ==================  ==============================================
 """
@@ -24,15 +24,20 @@ def _resolve(given, env: str, default: Path) -> Path:
     return path
 
 
+def _default(name: str) -> Path:
+    # Anchored to the checkout, not to the working directory: a kernel started by
+    # `jupyter lab notebooks/` runs in notebooks/ and must find the same cache as `make figures`.
+    return _CHECKOUT / name if (_CHECKOUT / "pyproject.toml").exists() else Path(name)
+
+
 def figures_dir(path: str | os.PathLike | None = None) -> Path:
     """Folder for figures and tables (created if missing)."""
-    default = _CHECKOUT / "figures" if (_CHECKOUT / "pyproject.toml").exists() else Path("figures")
-    return _resolve(path, "OTNSD_FIGURES", default)
+    return _resolve(path, "OTNSD_FIGURES", _default("figures"))
 
 
 def runs_dir(path: str | os.PathLike | None = None) -> Path:
     """Folder for trained models and other cached results (created if missing)."""
-    return _resolve(path, "OTNSD_RUNS", Path("runs"))
+    return _resolve(path, "OTNSD_RUNS", _default("runs"))
 
 
 def data_dir(path: str | os.PathLike | None = None) -> Path:
