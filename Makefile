@@ -7,12 +7,13 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 # trained models are cached here and shared by all notebooks (and by `make test`)
 export OTNSD_RUNS ?= $(CURDIR)/runs
 
-.PHONY: help venv figures test test-fast notebooks bench clean
+.PHONY: help venv figures test test-fast test-other-cpu notebooks bench clean
 
 help:
 	@echo "make figures    run notebooks 01-07 headlessly (papermill), refreshing them and figures/"
 	@echo "make test       the whole test suite, notebooks included (pytest + nbval)"
-	@echo "make test-fast  the test suite without the notebooks"
+	@echo "make test-fast  the test suite without the notebook runs"
+	@echo "make test-other-cpu  the notebook regression re-trained under two proxies for another CPU (~40 min)"
 	@echo "make notebooks  the same as make figures"
 	@echo "make bench      speed benchmarks (benchmarks/)"
 
@@ -39,13 +40,22 @@ test: $(STAMP)
 		--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
 test-fast: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest tests -m "not notebooks"
+
+# The stored records must hold when every model is retrained with other float kernels: A, PyTorch's
+# kernels without AVX2; B, MKL's kernels of another instruction set on one thread (README, Tests).
+test-other-cpu: $(STAMP)
+	HF_HUB_OFFLINE=1 ATEN_CPU_CAPABILITY=default OTNSD_RUNS=$$(mktemp -d) OTNSD_EXECUTED=$${OTNSD_EXECUTED:-$$(mktemp -d)}/A \
+		$(PY) -m pytest tests/test_notebook_records.py -k reproduce
+	HF_HUB_OFFLINE=1 MKL_CBWR=COMPATIBLE OMP_NUM_THREADS=1 OTNSD_RUNS=$$(mktemp -d) OTNSD_EXECUTED=$${OTNSD_EXECUTED:-$$(mktemp -d)}/B \
+		$(PY) -m pytest tests/test_notebook_records.py -k reproduce
 
 notebooks: figures
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_ot.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_cost.py
 
 clean:
 	rm -rf .pytest_cache

@@ -1,0 +1,16 @@
+"""A deliberately broken partial-OT loss, loaded into every Python process started with this folder
+on PYTHONPATH (the notebook kernel included): the mass ratio λ is ignored (always 1).
+
+tests/test_notebook_records.py runs a notebook with it to show that the notebook regression
+fails when the loss is wrong."""
+
+import otnsd.ot as _ot
+
+_solve = _ot.partial_plan
+
+
+def _plan_ignoring_lam(C, lam, **kwargs):
+    return _solve(C, 1.0, **kwargs)
+
+
+_ot.partial_plan = _plan_ignoring_lam
