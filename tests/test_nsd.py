@@ -206,7 +206,8 @@ def test_features_lookup_order_and_missing(master, tmp_path):
     assert ds.image_embeddings([]).shape == (0, 4, 8)
     with pytest.raises(MissingFeaturesError, match=r"1 of the requested.*\b17\b.*CLIP ViT-L/14"):
         ds.image_embeddings([ids[0], 17])
-    assert ds.config()["features"] == {"name": "clip.h5", "size": (tmp_path / "clip.h5").stat().st_size}
+    st = (tmp_path / "clip.h5").stat()
+    assert ds.config()["features"] == {"name": "clip.h5", "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def test_no_features_is_an_error(nsd):
