@@ -45,7 +45,7 @@ def _readme_papermill_commands():
         if m:
             env[m.group(1)] = re.sub(r"\$(\w+)", lambda v: env[v.group(1)], m.group(2))
             continue
-        if re.match(r"^(\.venv/bin/)?papermill ", line):
+        if re.match(r"^(\.venv/bin/)?papermill notebooks/", line):
             expanded = re.sub(r"\$(\w+)", lambda v: env[v.group(1)], line.split("#")[0])
             commands.append((line, shlex.split(expanded)))
     return commands
