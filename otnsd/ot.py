@@ -666,7 +666,8 @@ class Loss:
                 _check_choice(key, self.params[key], allowed)
         options = {k: self.params[k] for k in _SOLVER_OPTIONS if k in self.params}
         if options:
-            _check_solver_options(**{"eps": None, "eps_rel": 0.01, "tol": 1e-3, "max_iter": 2000, "check_every": 10, **options})
+            defaults = inspect.signature(partial_plan).parameters
+            _check_solver_options(**{**{k: defaults[k].default for k in _SOLVER_OPTIONS}, **options})
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self._fn(x, y, **self.params)
