@@ -3,17 +3,22 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy.optimize import linprog
 
 from otnsd.ot import (
+    LossTerm,
     available_losses,
     choose_solver,
     cost_matrix,
     get_loss,
     infonce_loss,
+    loss_dict,
+    loss_terms,
     mse_loss,
     partial_ot_loss,
     partial_plan,
+    register_loss,
 )
 
 
@@ -259,6 +264,99 @@ def test_registry():
         get_loss("ot", lam=0.5, level="token")(x, y), partial_ot_loss(x, y, 0.5, level="token")
     )
     assert "lam=0.5" in repr(get_loss("ot", lam=0.5))
+
+
+
+# ---------------------------------------------------------------------------------------- loss terms
+@pytest.mark.parametrize(
+    "spec,couples",
+    [
+        ("mse", False),
+        ({"mse": {"level": "token"}}, False),
+        ("infonce", True),
+        ({"ot": {"lam": 0.5}}, True),  # one plan across the batch
+        ({"ot": {"lam": 0.5, "level": "sample"}}, True),
+        ({"ot": {"lam": 0.5, "level": "token"}}, False),  # one plan inside each sample
+        ({"mse": {}, "ot": {"level": "token"}}, False),
+        ({"mse": {}, "ot": {}}, True),
+    ],
+)
+def test_losses_declare_whether_they_couple_samples(spec, couples):
+    assert get_loss(spec).couples_samples is couples
+    if isinstance(spec, str):
+        assert get_loss(spec).couples_samples is LossTerm(spec).couples_samples
+
+
+def test_registering_a_loss_needs_its_coupling_declared():
+    with pytest.raises(TypeError, match="must declare couples_samples: True if a sample's loss depends"):
+        register_loss("test_undeclared")
+    with pytest.raises(TypeError, match="couples_samples must be True, False or a function"):
+        register_loss("test_undeclared", couples_samples="no")
+    assert "test_undeclared" not in available_losses()
+    register_loss("test_bad_declaration", couples_samples=lambda p: "yes")(lambda x, y: (x - y).sum())
+    with pytest.raises(TypeError, match="returned 'yes', not True or False"):
+        LossTerm("test_bad_declaration")
+
+
+def test_a_new_loss_is_one_decorated_function():
+    @register_loss("test_huber", couples_samples=False)
+    def huber(x, y, *, delta: float = 1.0):
+        return F.huber_loss(x, y, delta=delta, reduction="none").flatten(1).sum(1).mean()
+
+    x, y = _pair((6, 3, 2))
+    loss = get_loss({"test_huber": {"weight": 0.5, "delta": 0.1}})
+    torch.testing.assert_close(loss(x, y), 0.5 * huber(x, y, delta=0.1))
+    assert loss.couples_samples is False
+    with pytest.raises(ValueError, match="no parameter 'delt'.*did you mean 'delta'"):
+        LossTerm("test_huber", params={"delt": 0.1})
+    with pytest.raises(ValueError, match="already registered"):
+        register_loss("test_huber", couples_samples=False)(huber)
+
+
+def test_loss_terms_read_every_form_and_keep_the_order():
+    ot = LossTerm("ot", 0.5, {"lam": 0.3})
+    assert loss_terms({"mse": {}, "ot": {"weight": 0.5, "lam": 0.3}}) == (LossTerm("mse"), ot)
+    assert loss_terms(["mse", ot]) == loss_terms((LossTerm("mse"), {"ot": {"lam": 0.3, "weight": 0.5}}))
+    assert loss_terms("mse") == loss_terms(LossTerm("mse")) == (LossTerm("mse", 1.0, {}),)
+    assert [t.name for t in loss_terms({"ot": {}, "mse": {}})] == ["ot", "mse"]  # the order they are summed in
+    assert loss_dict(["mse", ot]) == {"mse": {}, "ot": {"weight": 0.5, "lam": 0.3}}
+    assert loss_terms(loss_dict(["mse", ot])) == (LossTerm("mse"), ot)
+    with pytest.raises(ValueError, match="'ot' appears more than once"):
+        loss_terms([ot, {"ot": {"lam": 0.7}}])
+    with pytest.raises(ValueError, match="at least one term"):
+        loss_terms({})
+    with pytest.raises(ValueError, match="a loss is a name, a LossTerm"):
+        loss_terms(0.5)
+
+
+def test_loss_term_is_immutable_and_checked_once():
+    term = LossTerm("ot", params={"level": "token", "lam": 0.5})
+    assert term.params == (("lam", 0.5), ("level", "token"))  # sorted pairs: hashable, order-free
+    assert hash(term) == hash(LossTerm("ot", params=[("level", "token"), ("lam", 0.5)]))
+    with pytest.raises(AttributeError):
+        term.weight = 2.0
+    term.kwargs["lam"] = 0.9  # a copy
+    assert term.kwargs == {"lam": 0.5, "level": "token"}
+    assert eval(repr(term)) == term
+    for weight in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="weight of 'ot' must be finite"):
+            LossTerm("ot", weight)
+    with pytest.raises(ValueError, match="weight of 'ot' must be a number"):
+        LossTerm("ot", "1")
+    with pytest.raises(ValueError, match="must be a dict of keyword arguments"):
+        LossTerm("ot", params=0.5)
+    with pytest.raises(ValueError, match="unknown loss 'l1'"):
+        LossTerm("l1")
+
+
+def test_get_loss_does_not_check_terms_again(monkeypatch):
+    import otnsd.ot as otmod
+
+    terms = loss_terms({"mse": {}, "ot": {"weight": 0.5, "lam": 0.3}})
+    checked = []
+    monkeypatch.setattr(otmod.LossTerm, "__post_init__", lambda self: checked.append(self))
+    loss = get_loss(terms)
+    assert checked == [] and repr(loss) == "1 * Loss('mse') + 0.5 * Loss('ot', lam=0.3)"
 
 
 # ---------------------------------------------------------------------------------------- errors
