@@ -1,8 +1,9 @@
 """Data-parallel training over processes (``torchrun``): the pieces the training loop needs.
 
 Every process holds a replica of the encoder (``DistributedDataParallel``) and one slice of each
-global batch. A loss that couples the samples of a batch (sample-level OT, whose plan matches every
-brain sample with every image; InfoNCE) is computed on the whole global batch: predictions are
+global batch. A loss that couples the samples of a batch, as its registration declares
+(``otnsd.ot.register_loss(couples_samples=...)``: sample-level OT, whose plan matches every brain
+sample with every image; InfoNCE), is computed on the whole global batch: predictions are
 gathered from all processes, the process's own slice keeping its autograd graph, the others
 entering as constants. Each process then holds the same loss value ``L``, and the gradient reaching
 its own predictions is exactly ``dL/dpred_local``; since DDP averages the parameter gradients
@@ -69,28 +70,28 @@ def gather(x: torch.Tensor, *, keep_grad: bool = False) -> torch.Tensor:
 def step_loss(loss_fn, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:
     """The loss to back-propagate on this process, and the global loss value to log.
 
-    Outside a process group: ``loss_fn(pred, target)`` and its value.
+    ``loss_fn`` must declare ``couples_samples`` (True or False), as the losses of
+    :func:`otnsd.ot.get_loss` do: whether the step gathers the whole batch depends on it. Outside
+    a process group: ``loss_fn(pred, target)`` and its value.
     """
+    couples = getattr(loss_fn, "couples_samples", None)
+    if not isinstance(couples, bool):
+        # checked in one process too, so that a loss fails before it meets torchrun
+        raise TypeError(
+            f"the loss {loss_fn!r} does not declare couples_samples (True or False): build it with "
+            "otnsd.ot.get_loss, or register it with otnsd.ot.register_loss(name, couples_samples=...)"
+        )
     rank, world = rank_and_world()
     if world == 1:
         loss = loss_fn(pred, target)
         return loss, float(loss.detach())
-    if getattr(loss_fn, "couples_samples", True):
+    if couples:
         loss = loss_fn(gather(pred, keep_grad=True), gather(target))
         return loss * world, float(loss.detach())  # DDP averages: restore the sum over processes
     loss = loss_fn(pred, target)
     value = loss.detach().clone()
     dist.all_reduce(value)
     return loss, float(value) / world
-
-
-def all_mean(value: float) -> float:
-    """Mean of a float over the processes (the value itself outside a process group)."""
-    if not is_distributed():
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=_collective_device())
-    dist.all_reduce(t)
-    return float(t) / dist.get_world_size()
 
 
 def any_true(flag: bool) -> bool:

@@ -1,6 +1,7 @@
 """Run by tests/test_distributed.py under ``torchrun --nproc_per_node=2``: one training step of a
 tiny encoder on each process's slice of a fixed batch, for several losses; process 0 saves the
-logged loss values and the (DDP-averaged) gradients."""
+logged loss values, the (DDP-averaged) gradients, how many tensors each step gathered and the
+batch sizes that the two losses registered here saw."""
 
 import sys
 
@@ -8,8 +9,26 @@ import torch
 
 from otnsd import distributed as dd
 from otnsd.model import BrainEncoder, EncoderConfig
-from otnsd.ot import get_loss
+from otnsd.ot import get_loss, register_loss
 from otnsd.train import _Chunks
+
+SEEN: list[int] = []  # batch sizes the losses below were called with
+
+
+# A new loss is its registration and nothing else: the training step reads the declaration.
+@register_loss("ddp_test_l1", couples_samples=False)
+def l1_loss(x, y):
+    SEEN.append(len(x))
+    return (x - y).abs().flatten(1).sum(1).mean()
+
+
+@register_loss("ddp_test_spread", couples_samples=True)
+def spread_loss(x, y):
+    """Matched pairs close, every brain sample away from the batch's images on average."""
+    SEEN.append(len(x))
+    C = torch.cdist(x.flatten(1), y.flatten(1)).pow(2)
+    return C.diagonal().mean() - 0.1 * C.mean()
+
 
 LOSSES = {
     "ot sample": {"ot": {"lam": 0.5}},
@@ -17,6 +36,8 @@ LOSSES = {
     "mse + ot": {"mse": {}, "ot": {"lam": 0.7}},
     "infonce": {"infonce": {}},
     "mse": {"mse": {}},
+    "l1": {"ddp_test_l1": {}},
+    "spread": {"ddp_test_spread": {}},
 }
 
 
@@ -33,15 +54,21 @@ def model():
 
 def main(out):
     dd.init_from_env()
+    gathered = []
+    gather = dd.gather
+    dd.gather = lambda x, **kw: gathered.append(tuple(x.shape)) or gather(x, **kw)
     x, y = batch()
     rows = dd.local_slice(len(x))
     results = {}
     for name, spec in LOSSES.items():
         net = model()
         ddp = torch.nn.parallel.DistributedDataParallel(_Chunks(net))
+        gathered.clear()
+        SEEN.clear()
         loss, value = dd.step_loss(get_loss(spec), ddp([(1, x[rows])]), y[rows])
         loss.backward()
-        results[name] = {"loss": value, "grads": {k: p.grad.clone() for k, p in net.named_parameters()}}
+        results[name] = {"loss": value, "grads": {k: p.grad.clone() for k, p in net.named_parameters()},
+                         "gathered": list(gathered), "seen": list(SEEN)}
     if dd.rank_and_world()[0] == 0:
         torch.save(results, out)
     torch.distributed.destroy_process_group()

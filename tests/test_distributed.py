@@ -40,6 +40,19 @@ def test_loss_and_gradients_equal_one_process_on_the_whole_batch(tmp_path):
         assert got[name]["loss"] == pytest.approx(float(loss.detach()), rel=1e-5), name
         for k, p in net.named_parameters():
             torch.testing.assert_close(got[name]["grads"][k], p.grad, rtol=1e-4, atol=1e-6, msg=f"{name}: {k}")
+    # what each step gathered follows the losses' declarations, the user-registered ones included
+    coupling = {"ot sample", "mse + ot", "infonce", "spread"}
+    for name in ddp_worker.LOSSES:
+        assert got[name]["gathered"] == ([(4, 4, 8), (4, 4, 8)] if name in coupling else []), name
+    assert got["l1"]["seen"] == [4]  # its own slice of the 8 samples
+    assert got["spread"]["seen"] == [8]  # the whole batch
+
+
+def test_a_loss_without_a_declaration_is_refused():
+    from otnsd import distributed as dd
+
+    with pytest.raises(TypeError, match="does not declare couples_samples"):
+        dd.step_loss(lambda p, t: (p - t).pow(2).mean(), torch.zeros(2, 3), torch.ones(2, 3))
 
 
 TINY = dict(seed=2, n_train=96, n_test=8, voxel_scale=0.02, n_tokens=4, dim=8, subjects=(1, 2))
