@@ -90,6 +90,50 @@ def test_region_masks(small):
         d.region_mask("V1")
 
 
+def test_voxel_mask_none_means_every_voxel(small):
+    d = small.subject(1)
+    assert d.voxel_mask().dtype == bool and d.voxel_mask().shape == (d.n_voxels,) and d.voxel_mask().all()
+    assert d.voxel_mask(None).all()
+    np.testing.assert_array_equal(d.voxel_mask("Face"), d.region_mask("Face"))
+    np.testing.assert_array_equal(d.voxel_mask(["Place", "Word"]), d.region_mask(["Place", "Word"]))
+    with pytest.raises(ValueError, match="unknown region"):
+        d.voxel_mask(["V1"])
+
+
+def test_optional_hooks_say_which_feature_needs_them(small):
+    from otnsd.data import BrainImageDataset
+
+    class Bare(BrainImageDataset):  # only the abstract hooks
+        subjects, embedding_shape, test_image_ids = (1,), (4, 8), np.arange(2)
+
+        def _load_subject(self, subject):
+            return small.subject(1)
+
+        def image_embeddings(self, image_ids):
+            return small.image_embeddings(image_ids)
+
+        def captions(self, image_ids):
+            return small.captions(image_ids)
+
+        def config(self):
+            return {"kind": "Bare"}
+
+    bare = Bare()
+    with pytest.raises(NotImplementedError, match="CLIP-S"):
+        bare.images([0])
+    with pytest.raises(NotImplementedError, match="simulator"):
+        bare.ground_truth  # noqa: B018
+    with pytest.raises(NotImplementedError, match="simulator"):
+        bare.scene(0)
+    with pytest.raises(NotImplementedError, match="simulator"):
+        bare.factor_codes([0], "place")
+    # evaluate_embeddings uses the dataset as its CLIP-S encoder only when it has encode_image
+    assert not hasattr(bare, "encode_image") and hasattr(small, "encode_image")
+    with pytest.raises(NotImplementedError, match="no stimulus images"):
+        small.images([0])
+    assert bare.subject(1) is small.subject(1) and len(bare.fingerprint) == 16
+
+
 def test_unknown_subject_and_ids(small):
     with pytest.raises(ValueError, match="subject 3"):
         small.subject(3)

@@ -86,6 +86,22 @@ class SubjectData:
         """Boolean mask over voxels: True for voxels in any of ``regions``."""
         return np.isin(self.voxel_region, check_regions(regions))
 
+    def voxel_mask(self, regions=None) -> np.ndarray:
+        """The voxels a model or an analysis of ``regions`` uses.
+
+        Parameters
+        ----------
+        regions : str, sequence of str or None
+            Region names (:data:`~otnsd.data.rois.REGIONS`); None means every voxel.
+
+        Returns
+        -------
+        bool array, shape (V,)
+        """
+        if regions is None:
+            return np.ones(self.n_voxels, dtype=bool)
+        return self.region_mask(regions)
+
     def region_counts(self) -> dict[str, int]:
         return {r: int((self.voxel_region == r).sum()) for r in REGIONS}
 
@@ -97,7 +113,31 @@ class BrainImageDataset(ABC):
     """Base class of every dataset (simulated or real NSD).
 
     Subclasses provide the subjects' data, the image embeddings and the captions. Everything
-    else (masks, fingerprints for caches, labels for figures) is shared.
+    else (the subject cache, the fingerprint that keys every cache, the repr) is shared.
+
+    Notes
+    -----
+    The hooks the rest of the package relies on:
+
+    * Abstract, every dataset has them: :attr:`subjects`; :attr:`embedding_shape` (the encoder's
+      output, ``otnsd.train``); :attr:`test_image_ids`; :meth:`image_embeddings` (training
+      targets, captioner training, alignment metrics); :meth:`captions` (captioner training, the
+      caption metrics' references); :meth:`config` (hashed into :attr:`fingerprint`);
+      :meth:`_load_subject` (behind :meth:`subject`).
+    * Provided: :meth:`subject` (training, analyses, captioner training); :attr:`fingerprint`,
+      which keys the trained-model and captioner caches, so what :meth:`config` returns must not
+      change while the data do not; :attr:`label` and :attr:`simulated` (labels of figures and
+      tables, ``otnsd.plots``).
+    * Optional, the default raises NotImplementedError naming the feature that needs it:
+      :meth:`images` (real CLIP-S through ``OpenCLIPEncoder(images=dataset.images)``, the
+      notebooks' ``clip_score_weights``, and CLIP feature extraction); :attr:`ground_truth`,
+      :meth:`scene` and :meth:`factor_codes` (simulator only: notebooks 05-07 read them when
+      ``simulated`` is True).
+    * Optional and deliberately not defined here: ``encode_image(image_ids)`` and
+      ``encode_text(texts)``, a CLIP stand-in built into the dataset ((n, D') arrays whose
+      cosines play CLIP's; the simulator has one). :func:`otnsd.metrics.evaluate_embeddings`
+      scores CLIP-S with the dataset itself when ``hasattr(dataset, "encode_image")``, so a
+      default here would make every dataset claim one.
     """
 
     #: label written on every figure and table computed from this dataset
@@ -107,7 +147,8 @@ class BrainImageDataset(ABC):
 
     @property
     @abstractmethod
-    def subjects(self) -> tuple[int, ...]: ...
+    def subjects(self) -> tuple[int, ...]:
+        """NSD numbers of the subjects this dataset holds."""
 
     @property
     @abstractmethod
@@ -120,7 +161,8 @@ class BrainImageDataset(ABC):
         """Ids of the test images, shared by all subjects."""
 
     @abstractmethod
-    def _load_subject(self, subject: int) -> SubjectData: ...
+    def _load_subject(self, subject: int) -> SubjectData:
+        """Build one subject's data (called once per subject by :meth:`subject`)."""
 
     @abstractmethod
     def image_embeddings(self, image_ids) -> np.ndarray:
@@ -133,6 +175,40 @@ class BrainImageDataset(ABC):
     @abstractmethod
     def config(self) -> dict:
         """JSON-able description that identifies the data (used for cache keys)."""
+
+    # ------------------------------------------------------------------------ optional hooks
+    def images(self, image_ids) -> np.ndarray:
+        """The stimulus images, uint8 array of shape (len(image_ids), H, W, 3).
+
+        Needed by real CLIP-S (:class:`otnsd.metrics.OpenCLIPEncoder`) and by CLIP feature
+        extraction; a dataset without pixels (the simulator) raises NotImplementedError.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} has no stimulus images: real CLIP-S (OpenCLIPEncoder, the notebooks' "
+            "clip_score_weights) and CLIP feature extraction need a dataset with images, e.g. NSD"
+        )
+
+    @property
+    def ground_truth(self):
+        """What the simulator planted (:class:`~otnsd.data.simulated.GroundTruth`); simulator only."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no ground truth: only the simulator plants one (check "
+            "dataset.simulated before comparing an analysis with the truth)"
+        )
+
+    def scene(self, image_id: int) -> dict:
+        """The semantic factors of one image; simulator only."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no scene factors: only the simulator knows what its images show "
+            "(check dataset.simulated first)"
+        )
+
+    def factor_codes(self, image_ids, factor: str) -> np.ndarray:
+        """The numeric code of one semantic factor for each image, (n, k); simulator only."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no factor codes: probes of semantic factors need the simulator "
+            "(check dataset.simulated first)"
+        )
 
     # ----------------------------------------------------------------------------------------
     def subject(self, subject: int) -> SubjectData:
