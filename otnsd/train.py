@@ -34,7 +34,7 @@ from tqdm.std import tqdm  # plain text bars: no widget dependency, same in note
 from . import distributed as dd
 from .data.rois import REGIONS, check_regions
 from .model import BrainEncoder, EncoderConfig, load_encoder, save_encoder
-from .ot import get_loss
+from .ot import LossTerm, get_loss, loss_dict, loss_terms
 from .paths import atomic_path
 from .paths import runs_dir as _runs_dir
 
@@ -44,10 +44,15 @@ TRAIN_VERSION = 2  # bump when the loop changes what a configuration produces
 
 @dataclass
 class TrainConfig:
-    """Everything that determines a trained encoder (with the dataset's fingerprint)."""
+    """Everything that determines a trained encoder (with the dataset's fingerprint).
+
+    ``loss`` may be given as a name (``"mse"``), a dict ``{name: {"weight": w, **params}}``,
+    :class:`~otnsd.ot.LossTerm` objects or a list of them; it is kept as a tuple of checked
+    LossTerms (see :func:`otnsd.ot.loss_terms`).
+    """
 
     subjects: tuple[int, ...] = (1,)
-    loss: dict = field(default_factory=lambda: {"mse": {}})
+    loss: tuple[LossTerm, ...] = (LossTerm("mse"),)
     preset: str = "small"
     encoder: dict = field(default_factory=dict)  # overrides of the preset's fields
     epochs: int = 20
@@ -68,9 +73,7 @@ class TrainConfig:
             self.regions = None if chosen == set(REGIONS) else tuple(r for r in REGIONS if r in chosen)
         if not self.subjects:
             raise ValueError("give at least one subject to train on")
-        if isinstance(self.loss, str):
-            self.loss = {self.loss: {}}
-        get_loss(self.loss)  # validates names and parameters
+        self.loss = loss_terms(self.loss)  # every check of the loss happens in LossTerm
         if self.epochs < 1 or self.batch_size < 2:
             raise ValueError("epochs must be >= 1 and batch_size >= 2")
         if self.val_images < 1:
@@ -78,8 +81,16 @@ class TrainConfig:
         if len(self.subjects) > 1 and not 1 <= self.subjects_per_step <= len(self.subjects):
             raise ValueError(f"subjects_per_step must be in 1..{len(self.subjects)}")
 
+    def record(self) -> dict:
+        """The configuration as plain data, the loss in its dict form (:func:`otnsd.ot.loss_dict`)."""
+        return {**asdict(self), "loss": loss_dict(self.loss)}
+
     def key(self, dataset) -> str:
-        config = asdict(self)
+        # The loss is hashed in the dict form configurations were written in before LossTerm
+        # existed, so that existing runs keep their keys (term order never mattered: sort_keys).
+        # A weight of 1 is left out, so one written explicitly as 1.0 now shares the key of the
+        # omitted one: the same model, once.
+        config = self.record()
         if config["regions"] is None:
             del config["regions"]  # all voxels: the same key as before region masking existed
         blob = json.dumps(
@@ -383,7 +394,7 @@ def _train(cfg: TrainConfig, dataset, run: Path, progress: bool, device: torch.d
     rank, world = dd.rank_and_world()
     if rank == 0:
         _atomic_write_text(
-            json.dumps({"config": asdict(cfg), "dataset": dataset.config(), "fingerprint": dataset.fingerprint}, indent=1, default=str),
+            json.dumps({"config": cfg.record(), "dataset": dataset.config(), "fingerprint": dataset.fingerprint}, indent=1, default=str),
             run / "config.json",
         )
     torch.manual_seed(cfg.seed)

@@ -18,7 +18,7 @@ from otnsd.analysis import (  # noqa: E402
     separation,
 )
 from otnsd.data import REGIONS, SimulatedNSD  # noqa: E402
-from otnsd.ot import get_loss  # noqa: E402
+from otnsd.ot import get_loss, loss_dict  # noqa: E402
 from otnsd.train import TrainConfig, analysis_config, fit, fit_many, run_dir_for  # noqa: E402
 
 T, D = 2, 3
@@ -176,8 +176,8 @@ def test_analysis_config_shares_keys():
     sim = SimulatedNSD(**TINY)
     assert analysis_config(REGIONS).key(sim) == analysis_config(None).key(sim)  # every region = all voxels
     assert analysis_config(("Face", "Place")).regions == ("Face", "Place")
-    assert analysis_config(None, loss="ot", lam=0.3).loss == {"ot": {"lam": 0.3, "level": "sample", "cost": "sqeuclidean"}}
-    assert set(analysis_config(None).loss) == {"mse", "ot"}
+    assert loss_dict(analysis_config(None, loss="ot", lam=0.3).loss) == {"ot": {"lam": 0.3, "level": "sample", "cost": "sqeuclidean"}}
+    assert {term.name for term in analysis_config(None).loss} == {"mse", "ot"}
     with pytest.raises(ValueError, match="unknown analysis loss"):
         analysis_config(None, loss="infonce")
 

@@ -98,6 +98,23 @@ def test_cache_hit_trains_once(sim, tmp_path):
         assert torch.equal(a, b)
     other = _cfg(loss={"ot": {"lam": 0.3}})
     assert run_dir_for(other, sim, tmp_path) != first.run_dir
+    recorded = json.loads((first.run_dir / "config.json").read_text())["config"]
+    assert recorded["loss"] == {"ot": {"lam": 0.5}}  # readable: the dict form
+
+
+def test_train_config_keeps_the_loss_as_checked_terms():
+    import pickle
+
+    from otnsd.ot import LossTerm
+
+    cfg = TrainConfig(loss={"mse": {}, "ot": {"weight": 0.5, "lam": 0.3}})
+    assert cfg.loss == (LossTerm("mse"), LossTerm("ot", 0.5, {"lam": 0.3}))
+    assert TrainConfig(loss=list(cfg.loss)).loss == cfg.loss
+    assert TrainConfig(loss="mse").loss == TrainConfig().loss == (LossTerm("mse"),)
+    assert pickle.loads(pickle.dumps(cfg)) == cfg  # fit_many hands configurations to its workers
+    assert cfg.record()["loss"] == {"mse": {}, "ot": {"weight": 0.5, "lam": 0.3}}
+    with pytest.raises(ValueError, match="'ot' appears more than once"):
+        TrainConfig(loss=[LossTerm("ot", params={"lam": 0.3}), {"ot": {"lam": 0.5}}])
 
 
 def test_half_written_run_is_not_taken_as_finished(sim, tmp_path):
