@@ -213,6 +213,75 @@ def test_default_builds_fast_and_small():
     assert d.train_voxels.shape[0] == 2400
 
 
+def test_default_simulator_is_pinned():
+    """Trained models and captioners are cached under a key that hashes the dataset fingerprint: the
+    default simulator's fingerprint, config and data must stay exactly these."""
+    sim = SimulatedNSD(seed=0)
+    assert sim.fingerprint == "21421e86e4209478"
+    assert sim.config() == {
+        "kind": "SimulatedNSD", "version": 1, "seed": 0, "subjects": (1, 2, 5, 7), "n_train": 2400,
+        "n_test": 500, "n_repeats": 3, "voxel_scale": 0.25, "n_tokens": 16, "dim": 64, "hidden": 256,
+        "code_noise": 1.0, "voxel_noise": 1.0, "detail_noise": 0.3, "clip_gap": 1.3,
+    }  # fmt: skip
+    assert sim.captions([0, 2500]) == [
+        ["Three people standing next to two dogs in a grassy park.", "There are two black dogs in this grassy park.",
+         "Two dogs in a grassy park.", "A view of a grassy park with two black dogs.",
+         "Grassy park scene showing two dogs and three people standing around."],
+        ["A photo of a white bus in the road.", "A white bus in a road.", "Road scene showing a bus",
+         "There is a bus in this road", "There is a white bus in this road."],
+    ]  # fmt: skip
+    # floats within a tolerance: BLAS kernels differ between CPUs in the last bits
+    np.testing.assert_allclose(sim.image_embeddings([0, 2500])[:, 0, :3],
+                               [[-1.1383392, 1.090563, 1.9005027], [0.7081273, -0.4716258, 0.2119783]], rtol=1e-5)
+    d = sim.subject(1)
+    assert d.n_voxels == 3931 and list(d.voxel_area[:4]) == ["Other", "Other", "EBA", "VWFA-1"]
+    assert list(d.train_image_ids[:2]) == [500, 501] and list(d.test_image_ids) == list(range(500))
+    np.testing.assert_allclose(d.train_voxels[0, :, :2], [[0.1525139, 1.1606588], [2.6737533, -1.2454565],
+                                                          [-0.5804518, 2.1181219]], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(d.test_voxels[499, :3], [-0.7958528, -0.0062983, -0.5261772], rtol=1e-4, atol=1e-5)
+
+
+def test_caption_grammar_and_parser_agree():
+    from otnsd.data.simulated.grammar import parse_caption, scene_captions
+    from otnsd.data.simulated.scenes import BLOCKS, PLACES, factor_vectors
+
+    scene = {"place": "park", "objects": [("dog", 2)], "color": "black", "people": 3, "action": "standing",
+             "faces": 0, "text": None, "lowlevel": np.zeros(BLOCKS["lowlevel"])}
+    caps = scene_captions(scene, np.random.default_rng(0))
+    assert len(caps) == 5 and len(set(caps)) == 5
+    truth = factor_vectors(scene)
+    for c in caps:
+        parsed = parse_caption(c)
+        assert set(parsed) <= set(BLOCKS) - {"lowlevel"}  # only what a caption can say
+        for k, v in parsed.items():
+            np.testing.assert_array_equal(v, truth[k], err_msg=f"{k} of {c!r}")
+    assert PLACES[parse_caption("A dog in an open field")["place"].argmax()] == "field"
+    assert parse_caption("Nothing to see") == {}
+
+
+def test_open_dataset_is_the_one_factory():
+    from otnsd.data import load_dataset, open_dataset
+
+    tiny = dict(seed=2, n_train=10, n_test=5, voxel_scale=0.01)
+    sim = open_dataset("simulated", **tiny)
+    assert isinstance(sim, SimulatedNSD) and sim.cfg.seed == 2 and sim.cfg.n_train == 10
+    assert sim.fingerprint == SimulatedNSD(**tiny).fingerprint
+    # subjects: the subjects needed, never the subjects simulated (that would change the fingerprint)
+    assert open_dataset("simulated", subjects=[1, 2], **tiny).fingerprint == sim.fingerprint
+    two = open_dataset("simulated", simulated_subjects=(1, 2), subjects=[2], **tiny)
+    assert two.subjects == (1, 2) and two.fingerprint == SimulatedNSD(subjects=(1, 2), **tiny).fingerprint
+    with pytest.raises(ValueError, match="not \\[5\\]"):
+        open_dataset("simulated", simulated_subjects=(1, 2), subjects=[5], **tiny)
+    with pytest.raises(TypeError, match="takes no option \\['cache_dir'\\]"):
+        open_dataset("simulated", cache_dir="/tmp/x")
+    with pytest.raises(TypeError, match="takes no option \\['n_train'\\]"):
+        open_dataset("nsd", root="/nowhere", n_train=3)
+    # load_dataset: the alias that takes the classes' own keyword arguments (python -m otnsd.train)
+    cli = dict(tiny, subjects=(1, 2))
+    assert load_dataset("simulated", **cli).fingerprint == SimulatedNSD(**cli).fingerprint == two.fingerprint
+    assert load_dataset().fingerprint == open_dataset().fingerprint == "21421e86e4209478"
+
+
 def test_load_dataset_by_name(monkeypatch):
     from otnsd.data import load_dataset, open_dataset
 

@@ -16,6 +16,7 @@ from otnsd.data import (
     MissingFeaturesError,
     SubjectData,
     load_dataset,
+    open_dataset,
 )
 
 SUBJECTS = (1, 2)
@@ -406,6 +407,14 @@ def test_load_dataset_nsd(master, tmp_path):
     ds = load_dataset("nsd", root=master.root, subjects=(1,), cache_dir=tmp_path)
     assert isinstance(ds, NSD)
     assert ds.subject(1).train_voxels.shape[1:] == (3, F.mask(1).sum())
+
+
+def test_open_dataset_nsd(master, tmp_path):
+    ds = open_dataset("nsd", seed=5, root=master.root, subjects=[1], cache_dir=tmp_path, source="webdataset")
+    assert isinstance(ds, NSD) and ds.subjects == (1,) and ds.source == "webdataset"
+    assert ds.fingerprint == NSD(master.root, (1,), source="webdataset", cache_dir=tmp_path).fingerprint
+    with pytest.raises(NotImplementedError, match="simulator"):
+        ds.ground_truth  # noqa: B018
 
 
 def test_a_model_trains_on_nsd_with_clip_features(master, tmp_path):
