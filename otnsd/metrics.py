@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 CAPTION_METRICS = ("BLEU1", "BLEU2", "BLEU3", "BLEU4", "METEOR", "ROUGE", "CIDEr", "SPICE")
+CLIP_METRICS = ("CLIP-S", "RefCLIP-S")
+TABLE1_METRICS = CAPTION_METRICS + CLIP_METRICS  # the paper's Table 1 columns, in its order
 CLIP_PREFIX = "A photo depicts"
 CLIP_W = 2.5
 

@@ -97,6 +97,13 @@ def record(name: str, value, kind: str, *, fmt: str = ".4g") -> None:
             raw=True)
 
 
+def metric_kind(metric: str, *, pure_ot: bool = False) -> str:
+    """The record kind (tolerance class) of an evaluation metric: ``top1``, ``clip_score`` or
+    ``caption``, with ``_pure_ot`` for a model trained on partial OT alone (chaotic training)."""
+    kind = "top1" if metric.startswith("top") else "clip_score" if "CLIP" in metric else "caption"
+    return kind + ("_pure_ot" if pure_ot else "")
+
+
 def read_records(notebook) -> dict[str, tuple[object, str]]:
     """``name -> (value, kind)`` of every record stored in a notebook (a path or a dict)."""
     nb = json.loads(Path(notebook).read_text()) if not isinstance(notebook, dict) else notebook

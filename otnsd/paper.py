@@ -4,7 +4,7 @@ Everything here is *quoted*: measured by the paper's authors on real NSD subject
 with Shikra-7B as the captioner; none of it is computed by otnsd.
 """
 
-TABLE1_COLUMNS = ("BLEU1", "BLEU2", "BLEU3", "BLEU4", "METEOR", "ROUGE", "CIDEr", "SPICE", "CLIP-S", "RefCLIP-S")
+from .metrics import TABLE1_METRICS as TABLE1_COLUMNS  # the order of the quoted tuples below
 
 # Paper Table 1 (x 100). None where the paper gives none.
 TABLE1_QUOTED = {

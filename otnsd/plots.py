@@ -1,4 +1,4 @@
-"""One figure style for every notebook, and saving as PNG and PDF."""
+"""One figure style for every notebook, saving as PNG and PDF, and the plots the notebooks share."""
 
 from __future__ import annotations
 
@@ -103,3 +103,91 @@ def write_table(rows: list[dict], columns: list[str], name: str, fig_dir=None, *
     for p, lines in zip(paths, (csv, md, tex)):
         p.write_text("\n".join(lines) + "\n")
     return paths
+
+
+def model_color(name: str) -> str:
+    """A model's colour from its name: OT, InfoNCE, MSE, else grey (baselines)."""
+    for key, label in (("ot", "OT"), ("infonce", "InfoNCE"), ("mse", "MSE")):
+        if label in name:
+            return COLORS[key]
+    return "0.5"
+
+
+def plan_heatmap(ax, gamma, title: str, *, colorbar: bool = True):
+    """An OT plan as an image of :math:`N \\gamma_{ij}` (1 on a cell: all of row i's mass there)."""
+    import numpy as np
+
+    gamma = np.asarray(gamma)
+    im = ax.imshow(gamma * len(gamma), cmap="Blues", vmin=0, vmax=1)
+    ax.set(title=title, xlabel="image j", ylabel="brain i")
+    ax.grid(False)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, label="N · γ_ij")
+    return im
+
+
+def correlation_heatmap(ax, R, title: str):
+    """A brain-by-image correlation matrix (the paper's Fig. 1)."""
+    im = ax.imshow(R, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set(title=title, xlabel="image embedding j", ylabel="brain embedding i")
+    ax.grid(False)
+    return im
+
+
+def annotated_heatmap(ax, M, labels, *, diagonal=None, fmt: str = "{:+.0f}", diagonal_fmt: str = "{:.0f}", lim=None,
+                      title: str = "", colorbar_label: str | None = None):
+    """A symmetric region-by-region matrix with its values written in the cells.
+
+    ``diagonal``: values to write on the diagonal instead (e.g. each single region's score), in grey.
+    """
+    import numpy as np
+
+    M = np.asarray(M, dtype=float)
+    n = len(labels)
+    lim = float(np.nanmax(np.abs(M))) if lim is None else lim
+    im = ax.imshow(M, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    for i in range(n):
+        for j in range(n):
+            on_diag = i == j and diagonal is not None
+            text = diagonal_fmt.format(diagonal[i]) if on_diag else "" if i == j else fmt.format(M[i, j])
+            ax.text(j, i, text, ha="center", va="center", fontsize=8 if n <= 6 else 7, color="0.3" if on_diag else "k")
+    ax.set_xticks(range(n), labels, rotation=45, fontsize=8)
+    ax.set_yticks(range(n), labels, fontsize=8)
+    ax.grid(False)
+    ax.set_title(title)
+    if colorbar_label:
+        ax.figure.colorbar(im, ax=ax, shrink=0.8, label=colorbar_label)
+    return im
+
+
+def bars_with_ci(ax, results: dict, metric: str):
+    """Horizontal bars of one metric with its 95% CI, one per model (``results``: name ->
+    {metric: (value, low, high)}), coloured by :func:`model_color`."""
+    import numpy as np
+
+    names = list(results)
+    v, lo, hi = (np.array([results[n][metric][k] for n in names]) for k in range(3))
+    ax.barh(range(len(names)), v, xerr=[v - lo, hi - v], color=[model_color(n) for n in names], capsize=2)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel=metric + " (x100, 95% CI)", title=metric)
+
+
+def projection_panels(row, projection: dict, factor, *, method: str, factor_name: str, key: str = "All"):
+    """Two scatter panels of a joint 2-D projection: every model's points coloured by model, and
+    model ``key``'s points coloured by a factor (one label per point)."""
+    import numpy as np
+
+    for name, pts in projection.items():
+        row[0].scatter(pts[:, 0], pts[:, 1], s=5, alpha=0.6, color=REGION_COLORS.get(name, "0.5"), label=name)
+    cmap = plt.get_cmap("tab10")
+    factor = np.asarray(factor)
+    for k, level in enumerate(sorted(set(factor))):
+        pts = projection[key][factor == level]
+        row[1].scatter(pts[:, 0], pts[:, 1], s=6, alpha=0.7, color=cmap(k % 10), label=level)
+    row[0].set_title(f"{method}: coloured by model")
+    row[1].set_title(f"{method}: {'all-region' if key == 'All' else key} model, coloured by {factor_name}")
+    for ax in row:
+        ax.set(xticks=[], yticks=[], xlabel=f"{method} 1", ylabel=f"{method} 2")
+    row[0].legend(fontsize=7, markerscale=3, loc="best")
+    row[1].legend(fontsize=7, markerscale=3, loc="best", ncol=2)

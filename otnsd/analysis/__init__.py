@@ -1,0 +1,31 @@
+"""Analyses the notebooks call; the notebooks only call these and plot. One module per topic:
+
+- :mod:`~otnsd.analysis.theory` (notebook 01): :func:`ot_mse_check`, :func:`entropic_error`.
+- :mod:`~otnsd.analysis.alignment` (notebooks 01-03): the linear baseline :func:`ridge_predictions`;
+  Fig. 1's :func:`correlation_matrix` and :func:`diagonal_contrast`; :func:`plan_on_matches`.
+- :mod:`~otnsd.analysis.regions` (notebooks 04-06): :func:`valid_voxels` (Table 2),
+  :func:`interaction_matrix`, :func:`rank_pairs` and :func:`planted_pair_ranks` (redundancy and
+  synergy),
+  :func:`rank_agreement` (against a planted truth).
+- :mod:`~otnsd.analysis.importance` (notebook 06): :func:`gradient_saliency` and
+  :func:`perturbation_importance` (Fig. 4's two measures).
+- :mod:`~otnsd.analysis.embeddings` (notebooks 05, 07): :func:`probe_r2`, :func:`probe_interaction`,
+  :func:`project_embeddings` (PCA / UMAP), :func:`separation`.
+- :mod:`~otnsd.analysis.compare` (notebooks 03-04): :func:`mean_gain`, :func:`lambda_robustness`.
+"""
+
+from .alignment import correlation_matrix, diagonal_contrast, plan_on_matches, ridge_predictions
+from .compare import lambda_robustness, mean_gain
+from .embeddings import probe_interaction, probe_r2, project_embeddings, separation
+from .importance import gradient_saliency, perturbation_importance
+from .regions import interaction_matrix, planted_pair_ranks, rank_agreement, rank_pairs, region_subsets, valid_voxels
+from .theory import entropic_error, ot_mse_check
+
+__all__ = [
+    "ot_mse_check", "entropic_error",
+    "ridge_predictions", "correlation_matrix", "diagonal_contrast", "plan_on_matches",
+    "valid_voxels", "interaction_matrix", "region_subsets", "rank_pairs", "planted_pair_ranks", "rank_agreement",
+    "mean_gain", "lambda_robustness",
+    "gradient_saliency", "perturbation_importance",
+    "probe_r2", "probe_interaction", "project_embeddings", "separation",
+]

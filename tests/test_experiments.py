@@ -1,0 +1,171 @@
+"""The experiments layer: shared notebook parameters defined once, set-up, named configurations,
+result helpers; and the analyses moved out of the notebooks, against hand-computed values."""
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from otnsd.analysis import (
+    interaction_matrix,
+    lambda_robustness,
+    mean_gain,
+    plan_on_matches,
+    planted_pair_ranks,
+    probe_interaction,
+    probe_r2,
+    rank_pairs,
+)
+from otnsd.experiments import (
+    PARAMETERS,
+    analysis_config,
+    ci_text,
+    is_pure_ot,
+    lambda_grid,
+    paper_models,
+    planted_factor_pairs,
+    region_marks,
+    region_sets,
+    setup,
+    value_ci_text,
+)
+from otnsd.paper import TABLE2_REGION_SETS
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9]*.ipynb"))
+
+
+def _parameters(path: Path) -> dict:
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    return {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)}
+
+
+def test_shared_parameters_keep_one_default_in_every_notebook():
+    """A parameter that several notebooks take has one definition (otnsd.experiments.PARAMETERS):
+    each notebook's copy keeps its default, and every shared name is used by two notebooks or more."""
+    uses = {name: [] for name in PARAMETERS}
+    for path in NOTEBOOKS:
+        for name, value in _parameters(path).items():
+            if name in PARAMETERS:
+                uses[name].append(path.name)
+                assert value == PARAMETERS[name].default, (
+                    f"{path.name}: {name} = {value!r}, but otnsd.experiments.PARAMETERS defines {PARAMETERS[name].default!r}")
+    assert {n: u for n, u in uses.items() if len(u) < 2} == {}
+
+
+def test_notebook_code_cells_stay_short():
+    """Notebooks are parameters -> calls -> plots -> printed numbers: no code cell holds more than
+    ~15 lines of logic (imports, comments and blank lines not counted)."""
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text())
+        for i, cell in enumerate(nb["cells"]):
+            if cell["cell_type"] != "code" or "parameters" in cell["metadata"].get("tags", []):
+                continue
+            logic = [line for line in "".join(cell["source"]).splitlines()
+                     if line.strip() and not line.lstrip().startswith("#") and not line.startswith(("import ", "from "))]
+            assert len(logic) <= 16, f"{path.name} cell {i}: {len(logic)} lines of logic; move it into otnsd"
+
+
+def test_setup_reads_the_shared_parameters_and_defaults():
+    ex = setup({"seed": 0, "subject": 2, "lam": 0.3, "unrelated": object()})
+    assert ex.subject == 2 and ex.lam == 0.3 and ex.loss == PARAMETERS["loss"].default
+    assert ex.data.simulated and len(ex.ids) == len(ex.data.subject(2).test_image_ids)
+    cfg = ex.analysis_config(("Face",), epochs=3)
+    assert cfg == analysis_config(("Face",), lam=0.3, subject=2, epochs=3)
+    with pytest.raises(AttributeError):
+        ex.not_a_parameter  # noqa: B018
+    with pytest.raises(ValueError, match="data_root and clip_features are for real NSD only"):
+        setup({"data_root": "/somewhere"})
+
+
+def test_paper_models_and_pure_ot():
+    models = paper_models(lam=0.3)
+    assert list(models) == ["MSE-S1", "OT-S1", "OT-S1 (released code)", "MSE+OT-S1", "InfoNCE-S1", "MSE-cross", "OT-cross"]
+    assert {n for n, c in models.items() if is_pure_ot(c)} == {"OT-S1", "OT-S1 (released code)", "OT-cross"}
+    assert models["OT-cross"].subjects == (1, 2, 5, 7) and models["OT-cross"].epochs == 5
+
+
+def test_lambda_grid_and_region_sets():
+    configs = lambda_grid([0.1, 1.0], 0.5, region_sets={"All": None, "Face": ("Face",)}, epochs=2)
+    assert list(configs) == [("mse+ot", "All", 0.1), ("mse+ot", "All", 0.5), ("mse+ot", "All", 1.0),
+                             ("mse+ot", "Face", 0.1), ("mse+ot", "Face", 0.5), ("mse+ot", "Face", 1.0),
+                             ("ot", "All", 0.1), ("ot", "All", 0.5), ("ot", "All", 1.0), ("mse", "All", None)]
+    assert configs[("mse+ot", "Face", 0.5)] == analysis_config(("Face",), lam=0.5, epochs=2)
+    sets = region_sets(singles=["Body"], pairs_of=["Face", "Word"])
+    assert list(sets)[: len(TABLE2_REGION_SETS)] == list(TABLE2_REGION_SETS)
+    assert sets["Face+Word"] == ("Face", "Word") and sets["Body"] == ("Body",) and sets["All"] is None
+
+
+def test_result_text_and_marks():
+    r = {"CIDEr": (12.345, 10.01, 14.96)}
+    assert ci_text(r) == "[10.0, 15.0]" and value_ci_text(r) == "12.3 [10.0, 15.0]"
+    assert region_marks(("Face", "Word")) == {"V": "○", "P": "○", "F": "●", "W": "●", "B": "○", "Other": "○"}
+    assert set(region_marks(None).values()) == {"●"}
+
+
+def test_planted_factor_pairs_use_the_factor_codes():
+    data = setup({}).data
+    planted = planted_factor_pairs(data.ground_truth)
+    for factor in planted:
+        data.factor_codes(data.subject(1).test_image_ids[:2], factor)  # every planted factor has a code
+    assert {kind for kind, _ in planted.values()} == {"synergy", "redundancy"}
+
+
+# ------------------------------------------------------------------------------ analyses
+def test_rank_pairs_and_planted_ranks():
+    regions = ["A", "B", "C"]
+    perf = {frozenset("A"): 1.0, frozenset("B"): 2.0, frozenset("C"): 3.0,
+            frozenset("AB"): 5.0, frozenset("AC"): 3.0, frozenset("BC"): 4.0}
+    I = interaction_matrix(perf, regions)
+    assert rank_pairs(I, regions) == [(3.0, "A", "B"), (1.0, "B", "C"), (0.0, "A", "C")]
+    ranks = planted_pair_ranks(I, regions, {"syn": ("B", "A"), "red": ("A", "C"), "elsewhere": ("A", "Z")})
+    assert [(p["label"], p["rank"], p["I"], p["of"]) for p in ranks] == [("syn", 1, 3.0, 3), ("red", 3, 0.0, 3)]
+    with pytest.raises(ValueError, match="3 x 3"):
+        rank_pairs(np.zeros((2, 2)), regions)
+
+
+def test_mean_gain_by_hand():
+    results = {"a": {"X": (12.0, 0, 0), "Y": (3.0, 0, 0), "S": (None, None, None)},
+               "b": {"X": (10.0, 0, 0), "Y": (4.0, 0, 0), "S": (None, None, None)}}
+    assert mean_gain(results, "a", "b", ["X", "Y"]) == pytest.approx(100 * (0.2 - 0.25) / 2)
+    with pytest.raises(ValueError, match="not computed"):
+        mean_gain(results, "a", "b", ["X", "S"])
+
+
+def test_lambda_robustness():
+    by_lam = {0.1: {"CIDEr": (5.0, 4.0, 6.0)}, 0.3: {"CIDEr": (18.0, 16.0, 20.0)},
+              0.5: {"CIDEr": (20.0, 17.5, 22.0)}, 1.0: {"CIDEr": (17.6, 15.0, 19.0)}}
+    v = lambda_robustness(by_lam)
+    assert (v["best"], v["worst"], v["robust"], v["below"]) == (0.5, 1.0, True, {0.1: 5.0})
+    by_lam[1.0] = {"CIDEr": (17.4, 15.0, 19.0)}  # now below the best's CI
+    assert lambda_robustness(by_lam)["robust"] is False
+    with pytest.raises(ValueError, match="no λ >= 0.3"):
+        lambda_robustness({0.1: by_lam[0.1]})
+
+
+def test_probe_interaction_matches_probe_r2():
+    rng = np.random.default_rng(0)
+    n = 60
+    target = rng.standard_normal((n, 2))
+    emb = {frozenset(["A"]): target[:, :1] + 0.1 * rng.standard_normal((n, 1)),
+           frozenset(["B"]): target[:, 1:] + 0.1 * rng.standard_normal((n, 1))}
+    emb[frozenset(["A", "B"])] = np.hstack([emb[frozenset(["A"])], emb[frozenset(["B"])]])
+    I, r2 = probe_interaction(emb, target, ["A", "B"], alpha=1.0)
+    assert r2[frozenset(["A"])] == pytest.approx(probe_r2(emb[frozenset(["A"])], target, alpha=1.0))
+    # each region carries half the target: together they carry all of it (synergy in R²)
+    assert I[0, 1] == pytest.approx(r2[frozenset(["A", "B"])] - max(r2[frozenset(["A"])], r2[frozenset(["B"])]))
+    assert I[0, 1] > 0.4
+    with pytest.raises(ValueError, match="lack the region sets"):
+        probe_interaction({frozenset(["A"]): emb[frozenset(["A"])]}, target, ["A", "B"])
+
+
+def test_plan_on_matches():
+    rng = np.random.default_rng(1)
+    y = rng.standard_normal((8, 3, 4))
+    gamma, share = plan_on_matches(y + 0.01 * rng.standard_normal(y.shape), y, 0.5)
+    assert gamma.shape == (8, 8) and gamma.sum() == pytest.approx(0.5) and share == pytest.approx(1.0)
+    _, shuffled = plan_on_matches(y[::-1].copy(), y, 0.5)
+    assert shuffled < 0.5
