@@ -44,6 +44,28 @@ def init_from_env() -> torch.device:
     return device
 
 
+class Chunks(torch.nn.Module):
+    """One forward of an encoder over the (subject, voxels) chunks of a step, concatenated: DDP
+    wants one forward per backward."""
+
+    def __init__(self, encoder: torch.nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, chunks):
+        return torch.cat([self.encoder(v, s) for s, v in chunks])
+
+
+def replicate(encoder: torch.nn.Module, device: torch.device, *, find_unused_parameters: bool = False) -> torch.nn.Module:
+    """The module a training step calls: :class:`Chunks` of ``encoder``, inside a process group
+    wrapped in ``DistributedDataParallel``."""
+    step_model = Chunks(encoder)
+    if not is_distributed():
+        return step_model
+    return torch.nn.parallel.DistributedDataParallel(
+        step_model, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=find_unused_parameters)
+
+
 def local_slice(n: int) -> slice:
     """This process's rows of a global chunk of ``n`` rows (contiguous, equal parts)."""
     rank, world = rank_and_world()

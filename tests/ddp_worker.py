@@ -10,7 +10,6 @@ import torch
 from otnsd import distributed as dd
 from otnsd.model import BrainEncoder, EncoderConfig
 from otnsd.ot import get_loss, register_loss
-from otnsd.train import _Chunks
 
 SEEN: list[int] = []  # batch sizes the losses below were called with
 
@@ -62,7 +61,7 @@ def main(out):
     results = {}
     for name, spec in LOSSES.items():
         net = model()
-        ddp = torch.nn.parallel.DistributedDataParallel(_Chunks(net))
+        ddp = dd.replicate(net, torch.device("cpu"))
         gathered.clear()
         SEEN.clear()
         loss, value = dd.step_loss(get_loss(spec), ddp([(1, x[rows])]), y[rows])

@@ -212,10 +212,10 @@ def test_float16_voxels_train_like_float32():
     import numpy as np
     import torch
 
-    from otnsd.train import _chunked_mean_std
+    from otnsd.batches import chunked_mean_std
 
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((1000, 7)).astype(np.float16) * 3 + 1)
-    mean, std = _chunked_mean_std(x, rows=64)
+    mean, std = chunked_mean_std(x, rows=64)
     torch.testing.assert_close(mean, x.float().mean(0), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(std, x.float().std(0), rtol=1e-4, atol=1e-4)
     assert mean.dtype == std.dtype == torch.float32
@@ -225,11 +225,12 @@ def test_float16_voxels_train_like_float32():
 def test_validation_uses_the_partial_batch(sim, tmp_path):
     """16 validation rows and a batch of 64: the loss must come from those rows, never read 0.0."""
     from otnsd.ot import get_loss
-    from otnsd.train import _evaluate_loss, _SubjectSplit
+    from otnsd.batches import SubjectSplit
+    from otnsd.train import _evaluate_loss
 
     res = fit(_cfg(epochs=1, batch_size=64), sim, runs_dir=tmp_path, progress=False)
     assert all(v > 0 for v in res.history["val_mse"] + res.history["val_loss"])
-    split = _SubjectSplit(sim, 1, 16)
+    split = SubjectSplit(sim, 1, 16)
     assert len(split.val_voxels) == 16
     with torch.no_grad():
         expected = float(get_loss("mse")(res.model(split.val_voxels, 1), split.val_targets))
