@@ -143,8 +143,16 @@ def planted_factor_pairs(truth) -> dict[str, tuple[str, tuple[str, str]]]:
 def is_pure_ot(cfg: TrainConfig) -> bool:
     """True for a model trained on the partial-OT loss alone: its training is chaotic (tiny float
     changes move it), so the notebooks' regression compares it with looser tolerances."""
-    names = set(cfg.loss) if isinstance(cfg.loss, dict) else {term.name for term in cfg.loss}
-    return names == {"ot"}
+    return {term.name for term in cfg.loss} == {"ot"}
+
+
+def loss_text(cfg: TrainConfig) -> str:
+    """A configuration's loss in one line, e.g. ``mse + ot(cost=sqeuclidean, lam=0.5, level=sample)``."""
+    def term(t):
+        args = ", ".join(f"{k}={v}" for k, v in sorted(t.kwargs.items()))
+        return ("" if t.weight == 1 else f"{t.weight:g} * ") + t.name + (f"({args})" if args else "")
+
+    return " + ".join(term(t) for t in cfg.loss)
 
 
 # ------------------------------------------------------------------------------ results

@@ -169,3 +169,11 @@ def test_plan_on_matches():
     assert gamma.shape == (8, 8) and gamma.sum() == pytest.approx(0.5) and share == pytest.approx(1.0)
     _, shuffled = plan_on_matches(y[::-1].copy(), y, 0.5)
     assert shuffled < 0.5
+
+
+def test_loss_text():
+    from otnsd.experiments import loss_text
+    from otnsd.train import TrainConfig
+
+    assert loss_text(paper_models()["MSE+OT-S1"]) == "mse + ot(cost=sqeuclidean, lam=0.5, level=sample)"
+    assert loss_text(TrainConfig(loss={"mse": {}, "ot": {"weight": 0.5, "lam": 0.3}})) == "mse + 0.5 * ot(lam=0.3)"
