@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 README = Path(__file__).parent.parent / "README.md"
 
