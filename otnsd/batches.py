@@ -15,8 +15,7 @@ import torch
 def voxel_mask(dataset, subject: int, regions=None) -> np.ndarray:
     """Boolean mask of the voxels a model of ``regions`` sees (all voxels when None). The other
     regions' voxels are removed from the input, not zeroed."""
-    d = dataset.subject(subject)
-    return np.ones(d.n_voxels, dtype=bool) if regions is None else d.region_mask(regions)
+    return dataset.subject(subject).voxel_mask(regions)
 
 
 class SubjectSplit:
