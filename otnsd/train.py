@@ -241,52 +241,6 @@ def predict(model: BrainEncoder, voxels, subject: int, batch_size: int = 256) ->
     return np.concatenate(out)
 
 
-ANALYSIS_LOSSES = ("mse+ot", "ot", "mse")
-
-
-def analysis_config(regions=None, *, loss: str = "mse+ot", lam: float = 0.5, level: str = "sample",
-                    cost: str = "sqeuclidean", epochs: int = 10, seed: int = 0, batch_size: int = 64,
-                    subject: int = 1, preset: str = "small") -> TrainConfig:
-    """The single-subject model the analysis notebooks (04-07) train on a region subset.
-
-    ``loss`` is ``"mse+ot"`` (MSE plus the partial-OT term at ``lam``: the variant that learns on
-    the simulator), ``"ot"`` (the paper's loss alone) or ``"mse"``. Every analysis notebook builds
-    its models through this function with the same defaults, so they share one cache.
-    """
-    if loss not in ANALYSIS_LOSSES:
-        raise ValueError(f"unknown analysis loss {loss!r}; choose one of {', '.join(ANALYSIS_LOSSES)}")
-    ot = {"ot": {"lam": float(lam), "level": level, "cost": cost}}
-    spec = {"mse+ot": {"mse": {}, **ot}, "ot": ot, "mse": {"mse": {}}}[loss]
-    return TrainConfig(subjects=(subject,), loss=spec, epochs=epochs, seed=seed, batch_size=batch_size, preset=preset,
-                       regions=None if regions is None else tuple(regions))
-
-
-def paper_models(*, lam: float = 0.5, level: str = "sample", cost: str = "sqeuclidean", epochs: int = 20,
-                 cross_epochs: int = 5, seed: int = 0, batch_size: int = 64, subject: int = 1,
-                 cross_subjects: tuple[int, ...] = (1, 2, 5, 7), preset: str = "small") -> dict[str, TrainConfig]:
-    """The models the paper compares (Table 1), plus the OT variants worth showing beside them.
-
-    ``OT-S1`` uses the paper's equations at ``level``/``cost``; ``OT-S1 (released code)`` the
-    token-level Euclidean loss of the released code; ``MSE+OT-S1`` adds the OT term to MSE.
-    Single-subject models train on ``subject``, cross-subject ones on ``cross_subjects``; with four
-    subjects' data per epoch, ``cross_epochs`` defaults to a quarter of ``epochs`` (about the same
-    number of steps). Evaluation in the notebooks is on ``subject``'s test images.
-    """
-    ot = {"lam": lam, "level": level, "cost": cost}
-    common = dict(batch_size=batch_size, seed=seed, preset=preset)
-    single = dict(subjects=(subject,), epochs=epochs, **common)
-    cross = dict(subjects=tuple(cross_subjects), epochs=cross_epochs, **common)
-    return {
-        "MSE-S1": TrainConfig(loss={"mse": {}}, **single),
-        "OT-S1": TrainConfig(loss={"ot": ot}, **single),
-        "OT-S1 (released code)": TrainConfig(loss={"ot": {"lam": lam, "level": "token", "cost": "euclidean"}}, **single),
-        "MSE+OT-S1": TrainConfig(loss={"mse": {}, "ot": ot}, **single),
-        "InfoNCE-S1": TrainConfig(loss={"infonce": {}}, **single),
-        "MSE-cross": TrainConfig(loss={"mse": {}}, **cross),
-        "OT-cross": TrainConfig(loss={"ot": ot}, **cross),
-    }
-
-
 def main(argv=None) -> None:
     """``python -m otnsd.train`` (or ``torchrun --nproc_per_node=K -m otnsd.train``): train one
     configuration into the cache and print its run folder."""

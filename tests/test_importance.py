@@ -19,7 +19,8 @@ from otnsd.analysis import (  # noqa: E402
 )
 from otnsd.data import REGIONS, SimulatedNSD  # noqa: E402
 from otnsd.ot import get_loss, loss_dict  # noqa: E402
-from otnsd.train import TrainConfig, analysis_config, fit, fit_many, run_dir_for  # noqa: E402
+from otnsd.experiments import analysis_config  # noqa: E402
+from otnsd.train import TrainConfig, fit, fit_many, run_dir_for  # noqa: E402
 
 T, D = 2, 3
 
