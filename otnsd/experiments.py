@@ -112,7 +112,7 @@ def lambda_grid(lams, lam: float, *, loss: str = "mse+ot", region_sets: dict, co
     """Notebook 04's models: ``loss`` at every λ of ``lams`` (and ``lam``) for every region set,
     the paper's OT alone on all regions at every λ (``compare_pure_ot``), and MSE as a λ-free
     reference. Keys are ``(loss, region set name, λ)``, λ None for MSE."""
-    grid = sorted({float(v) for v in lams} | {float(lam)})
+    grid = sorted(set(as_list(lams, float, name="lams")) | {float(lam)})
     configs = {(loss, name, l): analysis_config(rs, loss=loss, lam=l, **common) for name, rs in region_sets.items() for l in grid}
     if compare_pure_ot and loss != "ot":
         configs.update({("ot", "All", l): analysis_config(None, loss="ot", lam=l, **common) for l in grid})

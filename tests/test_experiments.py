@@ -177,3 +177,8 @@ def test_loss_text():
 
     assert loss_text(paper_models()["MSE+OT-S1"]) == "mse + ot(cost=sqeuclidean, lam=0.5, level=sample)"
     assert loss_text(TrainConfig(loss={"mse": {}, "ot": {"weight": 0.5, "lam": 0.3}})) == "mse + 0.5 * ot(lam=0.3)"
+
+
+def test_lambda_grid_takes_the_string_form_of_a_list():
+    assert list(lambda_grid("[0.1,1.0]", 0.5, region_sets={"All": None}, compare_pure_ot=False)) == [
+        ("mse+ot", "All", 0.1), ("mse+ot", "All", 0.5), ("mse+ot", "All", 1.0), ("mse", "All", None)]

@@ -69,10 +69,14 @@ def test_readme_papermill_command_parameters_are_accepted(line, argv, tmp_path):
 
     nb_path = ROOT / argv[1]
     params = {argv[i + 1]: _resolve_type(argv[i + 2]) for i, a in enumerate(argv) if a == "-p"}
-    nb = parameterize_notebook(nbformat.read(nb_path, as_version=4), params)
+    original = nbformat.read(nb_path, as_version=4)
+    declared = next(c.source for c in original.cells if "parameters" in c.metadata.get("tags", []))
+    undeclared = [n for n in params if not re.search(rf"^{n} = ", declared, re.M)]
+    assert not undeclared, f"{nb_path.name} has no parameter {undeclared} (papermill would only warn)"
+    nb = parameterize_notebook(original, params)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    cut = next(i for i, s in enumerate(code) if "open_dataset(" in s)
-    setup = re.split(r"^.*(?:use_style\(\)|open_dataset\().*$", code[cut], maxsplit=1, flags=re.M)[0]  # parameter handling
+    cut = next(i for i, s in enumerate(code) if "setup(globals()" in s)
+    setup = re.split(r"^.*setup\(globals\(\).*$", code[cut], maxsplit=1, flags=re.M)[0]  # parameter handling
     scope = {}
     exec(compile("\n".join(code[:cut]) + "\n" + setup, str(nb_path), "exec"), scope)
     for name, value in params.items():
@@ -118,8 +122,8 @@ def test_notebooks_share_the_installed_kernelspec():
 @pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2] in ("03", "04", "05", "06")], ids=lambda p: p.name)
 def test_java_is_checked_before_any_training(path):
     code = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
-    first_train = next(i for i, s in enumerate(code) if re.search(r"\bfit(_many)?\(", s))
-    assert any("require_java()" in s for s in code[:first_train])
+    first_train = next(i for i, s in enumerate(code) if re.search(r"\bex\.train\(", s))
+    assert any(re.search(r"setup\(globals\(\), captions=", s) for s in code[:first_train])  # setup asks for Java
 
 
 def test_notebook_without_java_stops_before_training(tmp_path):
