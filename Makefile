@@ -7,12 +7,13 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 # trained models are cached here and shared by all notebooks (and by `make test`)
 export OTNSD_RUNS ?= $(CURDIR)/runs
 
-.PHONY: help venv figures test test-fast test-other-cpu notebooks bench clean
+.PHONY: help venv figures test test-browser test-fast test-other-cpu notebooks bench clean
 
 help:
 	@echo "make figures    run notebooks 01-07 headlessly (papermill), refreshing them and figures/"
 	@echo "make test       the whole test suite, notebooks included (pytest + nbval)"
 	@echo "make test-fast  the test suite without the notebook runs"
+	@echo "make test-browser  the notebooks in JupyterLab in headless chromium: figures render, set-up cells run"
 	@echo "make test-other-cpu  the notebook regression re-trained under two proxies for another CPU (~40 min)"
 	@echo "make notebooks  the same as make figures"
 	@echo "make bench      speed benchmarks (benchmarks/)"
@@ -38,6 +39,15 @@ figures: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 OTNSD_FIGURES=$$(mktemp -d) $(PY) -m pytest tests \
 		--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+
+# JupyterLab in a real browser (tests/browser/jupyterlab_check.py). Playwright's own browser download
+# needs the internet, so it drives Debian's chromium, installed here when missing.
+test-browser: $(STAMP)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+	@$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet playwright
+	$(PY) tests/browser/jupyterlab_check.py
 
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests -m "not notebooks"
