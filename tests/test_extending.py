@@ -27,7 +27,7 @@ def test_new_loss_is_one_decorated_function(tmp_path):
         from otnsd.train import fit
         assert get_loss(cfg.loss).couples_samples is False  # declared per sample: never gathered
         x, y = torch.randn(4, 3, 5, requires_grad=True), torch.randn(4, 3, 5)
-        get_loss("huber", delta=2.0)(x, y).backward()
+        get_loss("log_cosh", scale=2.0)(x, y).backward()
         assert x.grad is not None
         sim = open_dataset("simulated", seed=0, n_train=200, n_test=50, voxel_scale=0.02)
         run = fit(cfg, sim, progress=False)

@@ -541,3 +541,58 @@ def test_numpy_and_list_inputs_are_converted():
         partial_ot_loss("x", "y")
     with pytest.raises(ValueError, match="floating-point"):
         mse_loss(torch.ones(3, 2, dtype=torch.long), torch.ones(3, 2, dtype=torch.long))
+
+
+# ------------------------------------------------------------------------------ robust baselines
+def _diagonal_lp(e, lam):
+    """Partial OT on the diagonal by scipy's LP solver: min sum g_i e_i, 0 <= g_i <= 1/N, sum g = lam."""
+    from scipy.optimize import linprog
+
+    n = len(e)
+    res = linprog(e, bounds=[(0, 1 / n)] * n, A_eq=np.ones((1, n)), b_eq=[lam], method="highs")
+    return res.fun
+
+
+@pytest.mark.parametrize("lam", [0.1, 0.37, 0.5, 0.9, 1.0])
+def test_trimmed_mse_is_partial_ot_on_the_diagonal(lam):
+    from otnsd.ot import trimmed_mse_loss
+
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(13, 4, 5, generator=g, dtype=torch.float64), torch.randn(13, 4, 5, generator=g, dtype=torch.float64)
+    e = ((x - y) ** 2).sum((1, 2)).numpy()
+    assert float(trimmed_mse_loss(x, y, lam)) == pytest.approx(_diagonal_lp(e, lam), rel=1e-9)
+    # the diagonal is one feasible plan of partial OT: trimming never costs less
+    assert float(trimmed_mse_loss(x, y, lam)) >= float(partial_ot_loss(x, y, lam, solver="exact")) - 1e-9
+    # token level: one trimming per sample over its tokens, averaged
+    per_sample = [_diagonal_lp(((x[i] - y[i]) ** 2).sum(-1).numpy(), lam) for i in range(13)]
+    assert float(trimmed_mse_loss(x, y, lam, level="token")) == pytest.approx(np.mean(per_sample), rel=1e-9)
+
+
+def test_trimmed_mse_at_full_mass_is_mse_and_ignores_the_worst_samples():
+    from otnsd.ot import trimmed_mse_loss
+
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.randn(10, 6, generator=g), torch.randn(10, 6, generator=g)
+    assert float(trimmed_mse_loss(x, y, 1.0)) == pytest.approx(float(mse_loss(x, y)), rel=1e-6)
+    x_far = x.detach().clone()
+    x_far[0] += 100  # an outlier sample: trimmed at lam = 0.5, so it gets no gradient
+    x_far.requires_grad_(True)
+    trimmed_mse_loss(x_far, y, 0.5).backward()
+    assert float(x_far.grad[0].abs().sum()) == 0.0 and float(x_far.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="lam"):
+        trimmed_mse_loss(x, y, 1.5)
+    assert get_loss("trimmed_mse", lam=0.5).couples_samples and not get_loss("trimmed_mse", lam=0.5, level="token").couples_samples
+
+
+def test_huber_matches_torch_and_mse_for_small_residuals():
+    from otnsd.ot import huber_loss
+
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(9, 3, 4, generator=g), torch.randn(9, 3, 4, generator=g)
+    expected = 2 * torch.nn.functional.huber_loss(x, y, delta=0.7, reduction="sum") / 9
+    assert float(huber_loss(x, y, delta=0.7)) == pytest.approx(float(expected), rel=1e-6)
+    assert float(huber_loss(x, y, delta=1e3)) == pytest.approx(float(mse_loss(x, y)), rel=1e-6)
+    assert float(huber_loss(x, y, delta=0.7, level="token")) == pytest.approx(float(expected) / 3, rel=1e-6)
+    with pytest.raises(ValueError, match="delta"):
+        huber_loss(x, y, delta=0)
+    assert not get_loss("huber", delta=2.0).couples_samples

@@ -48,7 +48,7 @@ References
 
 from ._checks import COSTS, LEVELS, SOLVERS
 from .cost import cost_matrix
-from .losses import infonce_loss, mse_loss, partial_ot_loss
+from .losses import huber_loss, infonce_loss, mse_loss, partial_ot_loss, trimmed_mse_loss
 from .registry import LossTerm, available_losses, get_loss, loss_dict, loss_terms, register_loss
 from .solvers import choose_solver, partial_plan
 
@@ -58,6 +58,8 @@ __all__ = [
     "partial_ot_loss",
     "mse_loss",
     "infonce_loss",
+    "trimmed_mse_loss",
+    "huber_loss",
     "choose_solver",
     "get_loss",
     "register_loss",

@@ -1,4 +1,5 @@
-"""The losses: partial OT (eq. 14), MSE (eq. 2, equal to OT at the identity plan) and InfoNCE."""
+"""The losses: partial OT (eq. 14), MSE (eq. 2, equal to OT at the identity plan), InfoNCE, and the
+robust baselines trimmed MSE (partial OT on the diagonal) and Huber."""
 
 from __future__ import annotations
 
@@ -119,3 +120,51 @@ def infonce_loss(
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
+
+
+def trimmed_mse_loss(x: torch.Tensor, y: torch.Tensor, lam: float = 1.0, *, level: str = "sample") -> torch.Tensor:
+    r"""Trimmed MSE: partial OT restricted to the identity pairing, a robust baseline for it.
+
+    With per-point errors :math:`e_i = \|x_i - y_i\|^2` and mass :math:`\lambda`, the loss is
+
+    .. math:: \min_{g} \sum_i g_i e_i \quad\text{s.t.}\quad 0 \le g_i \le 1/N,\; \sum_i g_i = \lambda,
+
+    i.e. the :math:`\lfloor \lambda N \rfloor` smallest errors with weight :math:`1/N` (and the next
+    one with the remainder): the value of :func:`partial_ot_loss` when the plan may only use the
+    diagonal. It equals :func:`mse_loss` at :math:`\lambda = 1` and is never below the partial-OT
+    loss with the squared cost. Points are samples (``level="sample"``, one trimming over the
+    batch) or the tokens of each sample (``level="token"``, averaged over the batch).
+
+    Parameters
+    ----------
+    x, y : tensor, shape (N, D) or (N, T, D)
+    lam : float in (0, 1], the share of the mass kept
+    level : {"sample", "token"}
+    """
+    xs, ys = _as_point_clouds(x, y, level)
+    lam = _check_lam(lam)
+    e = (xs - ys).pow(2).sum(-1)
+    e = e.unsqueeze(0) if level == "sample" else e  # (clouds, points)
+    n = e.shape[1]
+    ranks = torch.arange(n, device=e.device, dtype=e.dtype)
+    weight = (lam * n - ranks).clamp(0, 1) / n  # 1/N for the smallest errors, the remainder for the next
+    return (e.sort(dim=1).values * weight).sum(1).mean()
+
+
+def huber_loss(x: torch.Tensor, y: torch.Tensor, *, delta: float = 1.0, level: str = "sample") -> torch.Tensor:
+    r"""Huber loss on the coordinates, scaled to equal :func:`mse_loss` where every residual is small.
+
+    Each coordinate's residual :math:`r` costs :math:`r^2` if :math:`|r| \le \delta`, else
+    :math:`2\delta|r| - \delta^2` (twice ``torch.nn.functional.huber_loss``); costs are summed over a
+    point's coordinates and averaged over points, as :func:`mse_loss` does. A per-sample robust
+    baseline: large residuals (lapsed or mislabelled trials) pull linearly, not quadratically.
+
+    Parameters
+    ----------
+    x, y : tensor, shape (N, D) or (N, T, D)
+    delta : float > 0, where the cost turns from quadratic to linear
+    level : {"sample", "token"}
+    """
+    xs, ys = _as_point_clouds(x, y, level)
+    _check_positive("delta", delta)
+    return 2 * F.huber_loss(xs, ys, delta=float(delta), reduction="none").sum(-1).mean()

@@ -14,7 +14,7 @@ import torch
 
 from ._checks import (COSTS, LEVELS, SOLVERS, _SOLVER_OPTIONS, _check_choice, _check_lam, _check_number,
                       _check_positive, _check_solver_options)
-from .losses import infonce_loss, mse_loss, partial_ot_loss
+from .losses import huber_loss, infonce_loss, mse_loss, partial_ot_loss, trimmed_mse_loss
 from .solvers import partial_plan
 
 
@@ -99,6 +99,9 @@ def register_loss(name: str, *, couples_samples=_UNDECLARED, options: tuple[str,
 register_loss("mse", couples_samples=False)(mse_loss)
 register_loss("ot", couples_samples=lambda p: p["level"] == "sample", options=_SOLVER_OPTIONS)(partial_ot_loss)
 register_loss("infonce", couples_samples=True)(infonce_loss)
+# the robust baselines of partial OT: trimming over the batch couples its samples, Huber does not
+register_loss("trimmed_mse", couples_samples=lambda p: p["level"] == "sample")(trimmed_mse_loss)
+register_loss("huber", couples_samples=False)(huber_loss)
 
 
 def available_losses() -> tuple[str, ...]:
