@@ -1,5 +1,5 @@
-"""Comparisons of evaluated models (notebooks 03-04): a mean relative gain over metrics, and
-whether a metric is robust to the mass ratio λ.
+"""Comparisons of evaluated models (notebooks 03-04): a mean relative gain over metrics, whether a
+metric is robust to the mass ratio λ, and the two readings of a gain quoted from the paper.
 
 Results are the dicts of :func:`otnsd.metrics.evaluate_embeddings`: metric -> (value, CI low,
 CI high).
@@ -43,3 +43,15 @@ def lambda_robustness(by_lam: dict, metric: str = "CIDEr", *, above: float = 0.3
     return {"best": best, "worst": worst, "best_value": by_lam[best][metric], "worst_value": by_lam[worst][metric],
             "robust": bool(by_lam[worst][metric][0] >= by_lam[best][metric][1]),
             "below": {l: by_lam[l][metric][0] for l in sorted(by_lam) if l < above}}
+
+
+def quoted_gain(quoted: dict, a: str, b: str) -> dict:
+    """Two readings of "model ``a`` improves on ``b`` by X% on average" over the rows of a quoted
+    table (name -> one value per metric, None where missing): ``points``, the mean difference in
+    metric points, and ``relative``, the mean relative gain in %. Metrics missing in either row are
+    left out; ``n`` says how many were used."""
+    pairs = [(x, y) for x, y in zip(quoted[a], quoted[b]) if x is not None and y is not None]
+    if not pairs:
+        raise ValueError(f"rows {a!r} and {b!r} share no metric")
+    x, y = np.array(pairs, dtype=float).T
+    return {"points": float((x - y).mean()), "relative": float(100 * ((x - y) / y).mean()), "n": len(pairs)}
