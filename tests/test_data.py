@@ -300,3 +300,37 @@ def test_load_dataset_by_name(monkeypatch):
         open_dataset("simulated", seed=4, root=None, features=None, subjects=[1, 3])
     with pytest.raises(ValueError, match="real NSD only"):
         open_dataset("simulated", seed=0, root="/data/nsd", features=None)
+
+
+def test_corrupted_training_trials_and_clean_test_trials():
+    """Lapsed trials carry noise only (or another image's response); mislabelled rows hold another
+    training image's responses, swapped in pairs; test trials and the other trials stay as clean."""
+    tiny = dict(seed=1, n_train=200, n_test=40, voxel_scale=0.02, code_noise=0.0, voxel_noise=0.0)
+    clean = SimulatedNSD(**tiny).subject(1)
+    noise = SimulatedNSD(lapse_rate=0.3, **tiny)
+    lapsed_subject = noise.subject(1)
+    lapsed = lapsed_subject.meta["lapsed"]
+    assert 0.25 < lapsed.mean() < 0.35
+    assert np.all(lapsed_subject.train_voxels[lapsed] == 0)  # no noise here: a lapse is silence
+    np.testing.assert_array_equal(lapsed_subject.train_voxels[~lapsed], clean.train_voxels[~lapsed])
+    np.testing.assert_array_equal(lapsed_subject.test_voxels, clean.test_voxels)
+    other = SimulatedNSD(lapse_rate=0.3, lapse_kind="other", **tiny).subject(1)
+    row, rep = np.argwhere(other.meta["lapsed"])[0]
+    mean_response = clean.train_voxels.mean(1)  # noiseless: every repeat of an image is the same
+    match = np.flatnonzero(np.all(np.isclose(mean_response, other.train_voxels[row, rep], atol=1e-5), axis=1))
+    assert len(match) == 1 and match[0] != row  # another training image's response
+
+    swapped = SimulatedNSD(mislabel_rate=0.2, **tiny).subject(1)
+    true_ids = swapped.meta["true_image_ids"]
+    moved = true_ids != swapped.train_image_ids
+    assert moved.sum() == 40 and set(true_ids[moved]) == set(swapped.train_image_ids[moved])  # pairs swapped
+    index = {int(i): k for k, i in enumerate(clean.train_image_ids)}
+    np.testing.assert_array_equal(swapped.train_voxels, clean.train_voxels[[index[int(i)] for i in true_ids]])
+    np.testing.assert_array_equal(swapped.test_voxels, clean.test_voxels)
+    # a corrupted simulator is another dataset (its own run cache); the clean one's fingerprint is kept
+    assert len({SimulatedNSD(**tiny).fingerprint, noise.fingerprint, SimulatedNSD(mislabel_rate=0.2, **tiny).fingerprint}) == 3
+    assert "lapse_rate" not in SimulatedNSD(**tiny).config()
+    with pytest.raises(ValueError, match="lapse_rate"):
+        SimulatedNSD(lapse_rate=1.5, **tiny)
+    with pytest.raises(ValueError, match="lapse_kind"):
+        SimulatedNSD(lapse_rate=0.1, lapse_kind="silence", **tiny)

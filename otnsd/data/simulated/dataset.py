@@ -36,6 +36,14 @@ class SimConfig:
     voxel_noise: float = 1.0  # independent noise per voxel and trial
     detail_noise: float = 0.3  # image detail in the embedding that no region encodes
     clip_gap: float = 1.3  # modality gap of the CLIP stand-in (relative to the pooled norm)
+    # Corrupted training data, where a loss that may leave samples unmatched could win (off by default;
+    # test trials stay clean). lapse_rate: share of training trials that carry no response to their
+    # image (lapse_kind "noise": noise only; "other": another training image's response).
+    # mislabel_rate: share of training rows whose responses are another training image's (labels
+    # swapped in pairs, so the true image is in the training set).
+    lapse_rate: float = 0.0
+    lapse_kind: str = "noise"
+    mislabel_rate: float = 0.0
 
     def __post_init__(self):
         bad = [s for s in self.subjects if s not in NSDGENERAL_VOXELS]
@@ -49,6 +57,15 @@ class SimConfig:
         for name in ("code_noise", "voxel_noise", "detail_noise", "clip_gap"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
+        for name in ("lapse_rate", "mislabel_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)}")
+        if self.lapse_kind not in ("noise", "other"):
+            raise ValueError(f"lapse_kind must be 'noise' or 'other'; got {self.lapse_kind!r}")
+
+
+# fields whose default is left out of the dataset's config, so that adding them moved no fingerprint
+_CORRUPTION_DEFAULTS = {"lapse_rate": 0.0, "lapse_kind": "noise", "mislabel_rate": 0.0}
 
 
 @dataclass(frozen=True)
@@ -132,7 +149,8 @@ class SimulatedNSD(BrainImageDataset):
         return np.arange(start, start + self.cfg.n_train)
 
     def config(self) -> dict:
-        return {"kind": "SimulatedNSD", "version": 1, **asdict(self.cfg)}
+        cfg = {k: v for k, v in asdict(self.cfg).items() if _CORRUPTION_DEFAULTS.get(k, object()) != v}
+        return {"kind": "SimulatedNSD", "version": 1, **cfg}
 
     def image_embeddings(self, image_ids) -> np.ndarray:
         return self._embeddings[self._ids(image_ids)]
@@ -233,20 +251,39 @@ class SimulatedNSD(BrainImageDataset):
                 gain[rng.random(n_r) < 0.3] = 0.0
             mixing[r] = (W * gain).astype(np.float32)
 
-        def responses(ids):
+        def responses(ids, stimulus=None):
+            # stimulus (n, repeats): the image each trial responds to (-1: none); default its own
             codes = self.region_codes(ids)
+            if stimulus is not None:
+                driven = self.region_codes(np.where(stimulus < 0, ids[:, None], stimulus).ravel())
+                codes = {r: v.reshape(len(ids), c.n_repeats, -1) * (stimulus >= 0)[..., None] for r, v in driven.items()}
             out = np.empty((len(ids), c.n_repeats, len(area)), dtype=np.float32)
             for r in REGIONS:
                 cols = np.flatnonzero(regions == r)
-                code = codes[r][:, None, :] + c.code_noise * rng.standard_normal(
-                    (len(ids), c.n_repeats, codes[r].shape[1])
+                code = (codes[r] if stimulus is not None else codes[r][:, None, :]) + c.code_noise * rng.standard_normal(
+                    (len(ids), c.n_repeats, codes[r].shape[-1])
                 )
                 out[:, :, cols] = code.astype(np.float32) @ mixing[r]
             out += c.voxel_noise * rng.standard_normal(out.shape, dtype=np.float32)
             return out
 
-        train = responses(train_ids)
+        corrupt = np.random.default_rng([c.seed, 6, subject])  # its own stream: clean data draw as before
+        stimulus, meta = None, {"simulated": True}
+        if c.lapse_rate > 0:
+            lapsed = corrupt.random((len(train_ids), c.n_repeats)) < c.lapse_rate
+            other = train_ids[(np.arange(len(train_ids))[:, None] + corrupt.integers(1, len(train_ids), lapsed.shape))
+                              % len(train_ids)]
+            stimulus = np.where(lapsed, -1 if c.lapse_kind == "noise" else other, train_ids[:, None])
+            meta["lapsed"] = lapsed
+        train = responses(train_ids, stimulus)
         test = responses(test_ids).mean(1)
+        if c.mislabel_rate > 0:
+            rows = corrupt.permutation(len(train_ids))[: 2 * int(c.mislabel_rate * len(train_ids) / 2)]
+            a, b = rows[: len(rows) // 2], rows[len(rows) // 2 :]
+            train[np.concatenate([a, b])] = train[np.concatenate([b, a])]
+            true_ids = train_ids.copy()
+            true_ids[np.concatenate([a, b])] = train_ids[np.concatenate([b, a])]
+            meta["true_image_ids"] = true_ids  # the image each row's responses belong to
         return SubjectData(
             subject=subject,
             train_voxels=train,
@@ -254,7 +291,7 @@ class SimulatedNSD(BrainImageDataset):
             test_voxels=test,
             test_image_ids=test_ids,
             voxel_area=area,
-            meta={"simulated": True},
+            meta=meta,
         )
 
     # ------------------------------------------------------------------------------ truth
