@@ -196,3 +196,27 @@ def test_quoted_gain_reads_the_papers_claims():
         assert g["relative"] > 2 * claimed
     toy = {"a": (12.0, 3.0, None), "b": (10.0, 4.0, 1.0)}
     assert quoted_gain(toy, "a", "b") == {"points": 0.5, "relative": pytest.approx(100 * (0.2 - 0.25) / 2), "n": 2}
+
+
+def test_seed_paired_difference_covers_seed_and_image_variation():
+    from otnsd.analysis import seed_paired_difference, verdict
+
+    rng = np.random.default_rng(0)
+    n_seeds, n_images = 5, 400
+    image_effect = rng.normal(0, 1, n_images)
+    b = image_effect + rng.normal(0, 0.3, (n_seeds, n_images))
+    # a is 0.2 better on average, but each training seed shifts it by N(0, 0.5)
+    a = b + 0.2 + rng.normal(0, 0.5, (n_seeds, 1)) + rng.normal(0, 0.3, (n_seeds, n_images))
+    d = seed_paired_difference(a, b, n_boot=4000)
+    assert d["low"] < d["mean"] < d["high"] and d["n_seeds"] == 5
+    assert d["mean"] == pytest.approx((a - b).mean())
+    assert d["seed_sd"] == pytest.approx((a - b).mean(1).std(ddof=1))
+    one_seed_width = seed_paired_difference(a[:1], b[:1], n_boot=4000)
+    # seed variation widens the interval well beyond what the images alone give
+    assert d["high"] - d["low"] > 3 * (one_seed_width["high"] - one_seed_width["low"])
+    assert verdict(d) == "inconclusive"  # 0.2 with a seed sd of 0.5 over 5 seeds: not resolved
+    clear = seed_paired_difference(b + 1.0 + rng.normal(0, 0.05, (n_seeds, 1)), b)
+    assert verdict(clear) == "holds" and verdict(seed_paired_difference(b - 1.0, b)) == "refuted"
+    assert verdict(seed_paired_difference(b[:2] + 1.0, b[:2])) == "inconclusive"  # fewer than 3 seeds
+    with pytest.raises(ValueError, match="n_seeds, n_images"):
+        seed_paired_difference(np.ones(5), np.ones(5))

@@ -12,11 +12,11 @@
 - :mod:`~otnsd.analysis.embeddings` (notebooks 05, 07): :func:`probe_r2`, :func:`probe_interaction`,
   :func:`project_embeddings` (PCA / UMAP), :func:`separation`.
 - :mod:`~otnsd.analysis.compare` (notebooks 03-04): :func:`mean_gain`, :func:`lambda_robustness`,
-  :func:`quoted_gain`.
+  :func:`quoted_gain`, :func:`seed_paired_difference` and :func:`verdict` (the rule for verdicts).
 """
 
 from .alignment import correlation_matrix, diagonal_contrast, plan_on_matches, ridge_predictions
-from .compare import lambda_robustness, mean_gain, quoted_gain
+from .compare import lambda_robustness, mean_gain, quoted_gain, seed_paired_difference, verdict
 from .embeddings import probe_interaction, probe_r2, project_embeddings, separation
 from .importance import gradient_saliency, perturbation_importance
 from .regions import interaction_matrix, planted_pair_ranks, rank_agreement, rank_pairs, region_subsets, valid_voxels
@@ -26,7 +26,7 @@ __all__ = [
     "ot_mse_check", "entropic_error",
     "ridge_predictions", "correlation_matrix", "diagonal_contrast", "plan_on_matches",
     "valid_voxels", "interaction_matrix", "region_subsets", "rank_pairs", "planted_pair_ranks", "rank_agreement",
-    "mean_gain", "lambda_robustness", "quoted_gain",
+    "mean_gain", "lambda_robustness", "quoted_gain", "seed_paired_difference", "verdict",
     "gradient_saliency", "perturbation_importance",
     "probe_r2", "probe_interaction", "project_embeddings", "separation",
 ]

@@ -55,3 +55,48 @@ def quoted_gain(quoted: dict, a: str, b: str) -> dict:
         raise ValueError(f"rows {a!r} and {b!r} share no metric")
     x, y = np.array(pairs, dtype=float).T
     return {"points": float((x - y).mean()), "relative": float(100 * ((x - y) / y).mean()), "n": len(pairs)}
+
+
+VERDICTS = ("holds", "refuted", "inconclusive")
+
+
+def seed_paired_difference(a, b, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    r"""Difference of model ``a`` over model ``b``, with a CI that includes training-seed and
+    test-image variation.
+
+    ``a[s, i]`` and ``b[s, i]`` are per-image scores on test image ``i`` of the two models trained
+    with seed ``s`` (paired by seed and by image). The estimate is the mean of
+    :math:`d_{si} = a_{si} - b_{si}`; the interval is a two-level percentile bootstrap: seeds
+    resampled with replacement, then images (the same resample for every seed), the mean of each
+    resample. With one seed the interval covers image variation only.
+
+    Returns
+    -------
+    dict with ``mean``, ``low``, ``high``, ``n_seeds``, ``n_images`` and ``seed_sd`` (the standard
+    deviation of the per-seed mean differences; 0 with one seed)
+    """
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.ndim != 2 or d.shape[0] < 1 or d.shape[1] < 2:
+        raise ValueError(f"a and b must be (n_seeds, n_images) with n_images >= 2; got {np.shape(a)} and {np.shape(b)}")
+    n_seeds, n_images = d.shape
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    images = rng.integers(0, n_images, size=(n_boot, n_images))
+    per_seed_image_means = np.stack([d[:, idx].mean(1) for idx in images])  # (n_boot, n_seeds)
+    boot = np.take_along_axis(per_seed_image_means, seeds, axis=1).mean(1)
+    alpha = (1 - level) / 2
+    return {"mean": float(d.mean()), "low": float(np.quantile(boot, alpha)), "high": float(np.quantile(boot, 1 - alpha)),
+            "n_seeds": n_seeds, "n_images": n_images, "seed_sd": float(d.mean(1).std(ddof=1)) if n_seeds > 1 else 0.0}
+
+
+def verdict(difference: dict, *, min_seeds: int = 3) -> str:
+    """The project's rule for a claim "a beats b": ``holds`` when the CI of
+    :func:`seed_paired_difference` lies above 0, ``refuted`` when it lies below 0, else
+    ``inconclusive``; with fewer than ``min_seeds`` training seeds always ``inconclusive``."""
+    if difference["n_seeds"] < min_seeds:
+        return "inconclusive"
+    if difference["low"] > 0:
+        return "holds"
+    if difference["high"] < 0:
+        return "refuted"
+    return "inconclusive"
