@@ -315,7 +315,7 @@ def _find_projector_weights(path) -> dict:
     return {k: v.float() for k, v in state.items()}
 
 
-CAPTIONERS = ("prefix", "retrieval", "shikra")
+CAPTIONERS = ("prefix", "retrieval", "retrieval_pooled", "shikra")
 
 
 def make_captioner(kind: str, dataset, subject: int = 1, *, runs_dir=None, progress: bool = True,
@@ -323,15 +323,17 @@ def make_captioner(kind: str, dataset, subject: int = 1, *, runs_dir=None, progr
     """The captioner a notebook's ``captioner`` parameter names.
 
     ``"prefix"``: :class:`PrefixCaptioner` trained on ``subject``'s training images (cached);
-    ``"retrieval"``: the caption of the nearest training image; ``"shikra"``: the paper's frozen
+    ``"retrieval"``: the caption of the nearest training image; ``"retrieval_pooled"``: the same on
+    token-pooled embeddings, blind to token order (fair to token-level OT, whose plan may permute
+    the tokens of a sample); ``"shikra"``: the paper's frozen
     Shikra-7B from the local folder ``shikra_dir`` (needs the paper-sized encoder, 256 x 1024
     tokens; on a GPU when there is one).
     """
     if kind == "prefix":
         return PrefixCaptioner.fit_or_load(dataset, subject=subject, runs_dir=runs_dir, progress=progress)
-    if kind == "retrieval":
+    if kind in ("retrieval", "retrieval_pooled"):
         ids = dataset.subject(subject).train_image_ids
-        return RetrievalCaptioner(dataset.image_embeddings(ids), dataset.captions(ids))
+        return RetrievalCaptioner(dataset.image_embeddings(ids), dataset.captions(ids), pooled=kind == "retrieval_pooled")
     if kind == "shikra":
         if shikra_dir is None:
             raise ValueError("captioner='shikra' needs shikra_dir: the local folder of the Shikra-7B weights")

@@ -51,7 +51,7 @@ PARAMETERS = {
     "ot_level": Parameter("sample", '"sample" (paper\'s equations) or "token" (released code)'),
     "ot_cost": Parameter("sqeuclidean", '"sqeuclidean" (paper) or "euclidean" (released code)'),
     "batch_size": Parameter(64, "training batch size"),
-    "captioner": Parameter("prefix", '"prefix" (small trained decoder), "retrieval" (nearest training image) or "shikra"'),
+    "captioner": Parameter("prefix", '"prefix" (small trained decoder), "retrieval" (nearest training image), "retrieval_pooled" or "shikra"'),
     "shikra_dir": Parameter(None, 'local Shikra-7B folder, for captioner="shikra"'),
     "clip_score_weights": Parameter(None, "local CLIP ViT-B/32 weights for CLIP-S / RefCLIP-S on real NSD (the simulator has its own)"),
     "workers": Parameter(None, "parallel training processes (None: up to 4, one per core)"),
@@ -257,6 +257,26 @@ class Experiment:
                 self.data, self.ids, emb, self.caption, references=self.references, clip_encoder=self.clip_encoder,
                 n_boot=n_boot, seed=self.seed)
         return results, captions
+
+    def floors(self, result=None, *, seed: int = 0) -> dict:
+        """Embeddings that carry no information about the test image, for floor rows: the mean
+        training embedding for every image, and (given a trained model's ``TrainResult``) its
+        output on test voxels shuffled across images (what it says about another image)."""
+        import numpy as np
+
+        train_ids = self.data.subject(self.subject).train_image_ids
+        mean = self.data.image_embeddings(train_ids).mean(0)
+        out = {"Floor (mean training embedding)": np.repeat(mean[None], len(self.ids), axis=0)}
+        if result is not None:
+            voxels = self.data.subject(self.subject).test_voxels
+            shuffled = voxels[np.random.default_rng(seed).permutation(len(voxels))]
+            out["Floor (shuffled voxels)"] = self._predict(result, shuffled)
+        return out
+
+    def _predict(self, result, voxels):
+        from .train import predict, voxel_mask
+
+        return predict(result.model, voxels[:, voxel_mask(self.data, self.subject, result.config.regions)], self.subject)
 
     def scorer(self, model, metric: str):
         """``score(voxels) -> float`` of ``model`` on the evaluation subject's test images: a caption

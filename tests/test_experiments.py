@@ -220,3 +220,27 @@ def test_seed_paired_difference_covers_seed_and_image_variation():
     assert verdict(seed_paired_difference(b[:2] + 1.0, b[:2])) == "inconclusive"  # fewer than 3 seeds
     with pytest.raises(ValueError, match="n_seeds, n_images"):
         seed_paired_difference(np.ones(5), np.ones(5))
+
+
+def test_floors_and_the_order_blind_captioner(tmp_path):
+    from otnsd.caption import make_captioner
+    from otnsd.metrics import retrieval_scores
+    from otnsd.train import TrainConfig, fit
+
+    ex = setup({"runs_dir": str(tmp_path), "progress": False})
+    ex.data = type(ex.data)(seed=0, n_train=120, n_test=60, voxel_scale=0.02)
+    run = fit(TrainConfig(epochs=1, val_images=20, regions=("Place", "Face")), ex.data, tmp_path, progress=False)
+    floors = ex.floors(run)
+    target = ex.data.image_embeddings(ex.ids)
+    mean_floor = floors["Floor (mean training embedding)"]
+    assert mean_floor.shape == target.shape and np.allclose(mean_floor, mean_floor[0])
+    shuffled = floors["Floor (shuffled voxels)"]
+    perm = np.random.default_rng(0).permutation(len(ex.ids))
+    np.testing.assert_allclose(shuffled, run.predict_test(ex.data, 1)[perm], rtol=1e-5, atol=1e-5)
+    assert retrieval_scores(shuffled, target)["top1_brain2image"].mean() < 10  # chance is 1.7%
+
+    pooled = make_captioner("retrieval_pooled", ex.data)
+    flat = make_captioner("retrieval", ex.data)
+    tokens_permuted = target[:, np.random.default_rng(1).permutation(target.shape[1])]
+    assert pooled(tokens_permuted) == pooled(target)  # blind to token order
+    assert flat(tokens_permuted) != flat(target)
