@@ -57,6 +57,7 @@ class TrainConfig:
     val_images: int = 200
     seed: int = 0
     regions: tuple[str, ...] | None = None  # train on these regions' voxels only (None: all voxels)
+    warm_start: TrainConfig | None = None  # start from this run's trained weights (e.g. MSE, then OT)
 
     def __post_init__(self):
         self.subjects = tuple(int(s) for s in self.subjects)
@@ -73,10 +74,19 @@ class TrainConfig:
             raise ValueError(f"val_images must be >= 1 (validation rows held out of training); got {self.val_images}")
         if len(self.subjects) > 1 and not 1 <= self.subjects_per_step <= len(self.subjects):
             raise ValueError(f"subjects_per_step must be in 1..{len(self.subjects)}")
+        if isinstance(self.warm_start, dict):  # as written in JSON (python -m otnsd.train)
+            self.warm_start = TrainConfig(**self.warm_start)
+        if self.warm_start is not None:
+            same = ("subjects", "preset", "encoder", "regions")
+            differ = [f for f in same if getattr(self.warm_start, f) != getattr(self, f)]
+            if differ:
+                raise ValueError(f"warm_start must train the same architecture on the same voxels; its {', '.join(differ)} "
+                                 "differ from this configuration's")
 
     def record(self) -> dict:
         """The configuration as plain data, the loss in its dict form (:func:`otnsd.ot.loss_dict`)."""
-        return {**asdict(self), "loss": loss_dict(self.loss)}
+        warm = None if self.warm_start is None else self.warm_start.record()
+        return {**asdict(self), "loss": loss_dict(self.loss), "warm_start": warm}
 
     def key(self, dataset) -> str:
         """The name of this configuration's run on ``dataset`` in the cache."""
@@ -85,8 +95,11 @@ class TrainConfig:
         # A weight of 1 is left out, so one written explicitly as 1.0 now shares the key of the
         # omitted one: the same model, once.
         config = self.record()
-        if config["regions"] is None:
-            del config["regions"]  # all voxels: the same key as before region masking existed
+        for name in ("regions", "warm_start"):
+            if config[name] is None:
+                del config[name]  # the default: the same key as before the field existed
+        if self.warm_start is not None:
+            config["warm_start"] = self.warm_start.key(dataset)  # the run it starts from, by its key
         blob = json.dumps({"config": config, "data": dataset.fingerprint, "version": TRAIN_VERSION},
                           sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -179,6 +192,8 @@ def _train(cfg: TrainConfig, dataset, run: Path, progress: bool, device: torch.d
     model = build_encoder(cfg, dataset)
     for s in splits:
         model.set_voxel_stats(s.subject, s.mean, s.std)
+    if cfg.warm_start is not None:  # trained (or loaded) first, in the same run cache
+        model.load_state_dict(fit(cfg.warm_start, dataset, run.parent.parent, progress=False).model.state_dict(), strict=True)
     model.to(device)
     # cross-subject steps leave the other subjects' tokenizers unused
     step_model = dd.replicate(model, device, find_unused_parameters=len(cfg.subjects) > 1)

@@ -273,3 +273,23 @@ def test_damaged_checkpoint_restarts_training(sim, tmp_path):
     with pytest.warns(UserWarning, match="checkpoint.pt is damaged"):
         res = fit(cfg, sim, runs_dir=tmp_path, progress=False)
     assert res.history["epoch"] == [1, 2] and not (run / "checkpoint.pt").exists()
+
+
+def test_warm_start_begins_from_the_other_runs_weights(tmp_path, sim):
+    """MSE, then partial OT: the OT run starts from the MSE run's trained weights (trained first,
+    in the same cache), and its key names that run; without warm_start keys are unchanged."""
+    from otnsd.train import TrainConfig, fit, is_cached
+
+    mse = TrainConfig(epochs=2, batch_size=16, val_images=10)
+    # a vanishing learning rate: the warm-started weights barely move from the MSE run's
+    ot = TrainConfig(loss={"ot": {"lam": 1.0}}, epochs=1, batch_size=16, val_images=10, lr=1e-12, warm_start=mse)
+    run = fit(ot, sim, tmp_path, progress=False)
+    warm = fit(mse, sim, tmp_path, progress=False)  # from the cache: trained by the call above
+    assert is_cached(mse, sim, tmp_path)
+    for name, p in run.model.state_dict().items():
+        torch.testing.assert_close(p, warm.model.state_dict()[name], rtol=1e-4, atol=1e-6, msg=name)
+    cold = TrainConfig(loss={"ot": {"lam": 1.0}}, epochs=1, batch_size=16, val_images=10, lr=1e-12)
+    assert ot.key(sim) != cold.key(sim)
+    assert TrainConfig(**{**cold.record(), "loss": {"ot": {"lam": 1.0}}, "warm_start": mse.record()}).key(sim) == ot.key(sim)
+    with pytest.raises(ValueError, match="warm_start must train the same architecture"):
+        TrainConfig(regions=("Face",), warm_start=mse)
