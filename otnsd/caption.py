@@ -158,7 +158,7 @@ class PrefixCaptioner:
                     *, progress: bool = True) -> "PrefixCaptioner":
         """Train on ``subject``'s training images (true embeddings, all captions), cached."""
         key = hashlib.sha256(
-            json.dumps({"data": dataset.fingerprint, "subject": subject, "cfg": asdict(cfg), "v": 1}, sort_keys=True).encode()
+            json.dumps({"data": dataset.stimulus_fingerprint, "subject": subject, "cfg": asdict(cfg), "v": 2}, sort_keys=True).encode()
         ).hexdigest()[:16]
         path = _runs_dir(runs_dir) / "captioner" / f"prefix-{key}.pt"
         if path.exists():

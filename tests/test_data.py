@@ -334,3 +334,28 @@ def test_corrupted_training_trials_and_clean_test_trials():
         SimulatedNSD(lapse_rate=1.5, **tiny)
     with pytest.raises(ValueError, match="lapse_kind"):
         SimulatedNSD(lapse_rate=0.1, lapse_kind="silence", **tiny)
+
+
+def test_difficulty_presets_and_the_stimulus_fingerprint():
+    """open_dataset(difficulty="nsd") raises the trial noise (calibrated: MSE at about a third of the
+    ceiling's CIDEr); the images, embeddings and captions, and so the captioner's cache key
+    (stimulus_fingerprint), do not depend on the brain's noise or corrupted trials."""
+    from otnsd.data import DIFFICULTIES, open_dataset
+
+    tiny = dict(n_train=60, n_test=10, voxel_scale=0.02)
+    easy = open_dataset("simulated", seed=3, **tiny)
+    hard = open_dataset("simulated", seed=3, difficulty="nsd", **tiny)
+    assert easy.fingerprint == open_dataset("simulated", seed=3, difficulty="easy", **tiny).fingerprint
+    assert (hard.cfg.code_noise, hard.cfg.voxel_noise) == (DIFFICULTIES["nsd"]["code_noise"], DIFFICULTIES["nsd"]["voxel_noise"])
+    assert hard.cfg.code_noise > easy.cfg.code_noise and hard.fingerprint != easy.fingerprint
+    # explicit fields override the preset
+    assert open_dataset("simulated", seed=3, difficulty="nsd", code_noise=0.5, **tiny).cfg.code_noise == 0.5
+    lapsed = open_dataset("simulated", seed=3, difficulty="nsd", lapse_rate=0.2, **tiny)
+    assert easy.stimulus_fingerprint == hard.stimulus_fingerprint == lapsed.stimulus_fingerprint
+    np.testing.assert_array_equal(easy.image_embeddings(easy.test_image_ids), hard.image_embeddings(hard.test_image_ids))
+    assert easy.captions([0, 5]) == hard.captions([0, 5])
+    other_images = open_dataset("simulated", seed=3, detail_noise=0.5, **tiny)
+    assert other_images.stimulus_fingerprint != easy.stimulus_fingerprint
+    assert open_dataset("simulated", seed=4, **tiny).stimulus_fingerprint != easy.stimulus_fingerprint
+    with pytest.raises(ValueError, match="unknown difficulty 'hard'"):
+        open_dataset("simulated", difficulty="hard")

@@ -11,12 +11,12 @@ from dataclasses import fields
 from .base import BrainImageDataset, SubjectData
 from .nsd import NSD, MissingFeaturesError
 from .rois import AREA_REGION, AREAS, NSDGENERAL_VOXELS, PAPER_SUBJECTS, REGION_AREAS, REGIONS
-from .simulated import GroundTruth, SimConfig, SimulatedNSD
+from .simulated import DIFFICULTIES, GroundTruth, SimConfig, SimulatedNSD
 
 DATASETS = ("simulated", "nsd")
 # The simulator's own SimConfig fields, as open_dataset takes them: seed and subjects have their
 # own parameters there, and the subjects it simulates are named apart from the subjects needed.
-_SIM_OPTIONS = {f.name for f in fields(SimConfig)} - {"seed", "subjects"} | {"simulated_subjects"}
+_SIM_OPTIONS = {f.name for f in fields(SimConfig)} - {"seed", "subjects"} | {"simulated_subjects", "difficulty"}
 _NSD_OPTIONS = {"source", "cache_dir"}
 
 
@@ -44,7 +44,9 @@ def open_dataset(dataset: str = "simulated", *, seed: int = 0, root=None, featur
     **options
         The dataset class's other keyword arguments. Simulator: the fields of :class:`SimConfig`
         (``n_train``, ``n_test``, ``voxel_scale``, ...), with its ``subjects`` field given as
-        ``simulated_subjects``. NSD: ``source`` and ``cache_dir``.
+        ``simulated_subjects``, and ``difficulty``: a preset of :data:`DIFFICULTIES` (``"easy"``,
+        the defaults, or ``"nsd"``, noise calibrated to the paper's MSE-to-ceiling ratio on real
+        NSD) that the other fields override. NSD: ``source`` and ``cache_dir``.
 
     Returns
     -------
@@ -71,7 +73,10 @@ def open_dataset(dataset: str = "simulated", *, seed: int = 0, root=None, featur
         _check_options(dataset, options, _SIM_OPTIONS)
         if "simulated_subjects" in options:
             options["subjects"] = options.pop("simulated_subjects")
-        sim = SimulatedNSD(seed=seed, **options)
+        difficulty = options.pop("difficulty", "easy")
+        if difficulty not in DIFFICULTIES:
+            raise ValueError(f"unknown difficulty {difficulty!r}; choose one of {', '.join(map(repr, DIFFICULTIES))}")
+        sim = SimulatedNSD(seed=seed, **{**DIFFICULTIES[difficulty], **options})
         unknown = sorted(set(subjects or ()) - set(sim.subjects))
         if unknown:
             raise ValueError(f"the simulated NSD has subjects {list(sim.subjects)}; not {unknown}")
@@ -112,6 +117,7 @@ __all__ = [
     "NSD",
     "MissingFeaturesError",
     "SimConfig",
+    "DIFFICULTIES",
     "GroundTruth",
     "REGIONS",
     "REGION_AREAS",

@@ -226,6 +226,13 @@ class BrainImageDataset(ABC):
         blob = json.dumps(self.config(), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    @property
+    def stimulus_fingerprint(self) -> str:
+        """Hash of what the images, their embeddings and captions depend on, not the brain's
+        responses: it keys what is trained on images alone (the captioner), so that datasets that
+        differ only in noise or corrupted trials share it. Default: :attr:`fingerprint`."""
+        return self.fingerprint
+
     def __repr__(self) -> str:
         T, D = self.embedding_shape
         return f"{type(self).__name__}(subjects={list(self.subjects)}, embeddings={T}x{D}, fingerprint={self.fingerprint})"

@@ -69,12 +69,13 @@ Modules
     The caption grammar and the caption parser.
 """
 
-from .dataset import BLOCK_DIM_OF_REGION, GroundTruth, SimConfig, SimulatedNSD
+from .dataset import BLOCK_DIM_OF_REGION, DIFFICULTIES, GroundTruth, SimConfig, SimulatedNSD
 from .scenes import ACTIONS, BLOCKS, COLORS, EMBEDDING_WEIGHTS, OBJECTS, PLACES, TEXTS
 
 __all__ = [
     "SimulatedNSD",
     "SimConfig",
+    "DIFFICULTIES",
     "GroundTruth",
     "PLACES",
     "OBJECTS",

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -66,6 +68,15 @@ class SimConfig:
 
 # fields whose default is left out of the dataset's config, so that adding them moved no fingerprint
 _CORRUPTION_DEFAULTS = {"lapse_rate": 0.0, "lapse_kind": "noise", "mislabel_rate": 0.0}
+# fields that change the brain's responses only, not the images, embeddings or captions
+_BRAIN_FIELDS = ("n_repeats", "voxel_scale", "code_noise", "voxel_noise", *_CORRUPTION_DEFAULTS)
+
+# The simulator's difficulty presets: SimConfig fields over the defaults (open_dataset's
+# ``difficulty``). "easy": the defaults, where the MSE model reaches 79% of the ceiling's CIDEr.
+# "nsd": trial noise raised until the MSE model reaches about the share the paper's MSE model
+# reaches on real NSD (UMBRAE(MSE)-S1 CIDEr 51.50 of Shikra-w/img 161.43, quoted: 0.32); measured
+# by benchmarks/calibrate_difficulty.py.
+DIFFICULTIES = {"easy": {}, "nsd": {"code_noise": 3.0, "voxel_noise": 2.0}}
 
 
 @dataclass(frozen=True)
@@ -151,6 +162,11 @@ class SimulatedNSD(BrainImageDataset):
     def config(self) -> dict:
         cfg = {k: v for k, v in asdict(self.cfg).items() if _CORRUPTION_DEFAULTS.get(k, object()) != v}
         return {"kind": "SimulatedNSD", "version": 1, **cfg}
+
+    @property
+    def stimulus_fingerprint(self) -> str:
+        stimuli = {k: v for k, v in self.config().items() if k not in _BRAIN_FIELDS}
+        return hashlib.sha256(json.dumps(stimuli, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def image_embeddings(self, image_ids) -> np.ndarray:
         return self._embeddings[self._ids(image_ids)]
