@@ -3,7 +3,9 @@
 The last ``val_images`` training images of each subject (at most a fifth) are held out for
 validation, their repeats averaged. A training step takes one randomly chosen repeat of each of its
 images. Cross-subject training draws ``subjects_per_step`` subjects at random for every step and
-takes an equal part of the batch from each, as the paper does.
+takes an equal part of the batch from each, as the paper does. With ``keep_true_pairs`` a
+mislabelled row follows the row that holds its image's responses in the epoch's order, so both
+land in one batch (unless the pair straddles a batch boundary).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def voxel_mask(dataset, subject: int, regions=None) -> np.ndarray:
 class SubjectSplit:
     """One subject's training and validation tensors (float32, CPU)."""
 
-    def __init__(self, dataset, subject: int, val_images: int, regions=None):
+    def __init__(self, dataset, subject: int, val_images: int, regions=None, *, keep_true_pairs: bool = False):
         d = dataset.subject(subject)
         n = len(d.train_image_ids)
         n_val = min(val_images, n // 5)
@@ -34,6 +36,7 @@ class SubjectSplit:
         self.train_targets = torch.from_numpy(dataset.image_embeddings(d.train_image_ids[: n - n_val]))
         self.val_voxels = torch.from_numpy(np.ascontiguousarray(voxels[n - n_val :].astype(np.float32).mean(1)))
         self.val_targets = torch.from_numpy(dataset.image_embeddings(d.train_image_ids[n - n_val :]))
+        self.partner = true_partners(d, n - n_val) if keep_true_pairs else None
         flat = self.train_voxels.reshape(-1, self.train_voxels.shape[-1])
         if flat.dtype == torch.float32:
             self.mean, self.std = flat.mean(0), flat.std(0)
@@ -47,6 +50,34 @@ class SubjectSplit:
         reps = rng.integers(self.train_voxels.shape[1], size=len(idx))
         voxels = self.train_voxels[torch.from_numpy(idx), torch.from_numpy(reps)].float()
         return voxels, self.train_targets[torch.from_numpy(idx)]
+
+
+def true_partners(d, n_rows: int) -> np.ndarray:
+    """For each of the first ``n_rows`` training rows of ``d``, the row labelled with the image
+    whose responses it holds (-1: none among them, or the row is labelled right)."""
+    true_ids = d.meta.get("true_image_ids")
+    if true_ids is None:
+        raise ValueError("keep_true_pairs needs a dataset that knows each training row's true image "
+                         "(the simulator with mislabel_rate > 0)")
+    row_of = {int(image): row for row, image in enumerate(d.train_image_ids[:n_rows])}
+    partner = np.array([row_of.get(int(true_ids[i]), -1) for i in range(n_rows)])
+    partner[partner == np.arange(n_rows)] = -1
+    return partner
+
+
+def paired_order(perm: np.ndarray, partner: np.ndarray) -> np.ndarray:
+    """``perm`` with each row's partner moved right after it (partners are mutual)."""
+    placed = np.zeros(len(perm), dtype=bool)
+    order = []
+    for i in perm:
+        if not placed[i]:
+            order.append(i)
+            placed[i] = True
+            j = partner[i]
+            if j >= 0 and not placed[j]:
+                order.append(j)
+                placed[j] = True
+    return np.array(order)
 
 
 def chunked_mean_std(x: torch.Tensor, rows: int = 4096):
@@ -72,6 +103,8 @@ def epoch_batches(splits: list[SubjectSplit], batch_size: int, subjects_per_step
     if len(splits) == 1:
         s = splits[0]
         perm = rng.permutation(len(s))
+        if s.partner is not None:
+            perm = paired_order(perm, s.partner)
         for i in range(steps_per_epoch(splits, batch_size)):
             idx = perm[i * batch_size : (i + 1) * batch_size]
             yield [(s.subject, *s.batch(idx, rng))]

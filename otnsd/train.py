@@ -58,6 +58,9 @@ class TrainConfig:
     seed: int = 0
     regions: tuple[str, ...] | None = None  # train on these regions' voxels only (None: all voxels)
     warm_start: TrainConfig | None = None  # start from this run's trained weights (e.g. MSE, then OT)
+    # batches keep each mislabelled training row beside the row that holds its image's responses
+    # (datasets that know them: the simulator's mislabel_rate), so that a loss may re-pair them
+    keep_true_pairs: bool = False
 
     def __post_init__(self):
         self.subjects = tuple(int(s) for s in self.subjects)
@@ -72,6 +75,8 @@ class TrainConfig:
             raise ValueError("epochs must be >= 1 and batch_size >= 2")
         if self.val_images < 1:
             raise ValueError(f"val_images must be >= 1 (validation rows held out of training); got {self.val_images}")
+        if self.keep_true_pairs and len(self.subjects) > 1:
+            raise ValueError("keep_true_pairs is for single-subject training")
         if len(self.subjects) > 1 and not 1 <= self.subjects_per_step <= len(self.subjects):
             raise ValueError(f"subjects_per_step must be in 1..{len(self.subjects)}")
         if isinstance(self.warm_start, dict):  # as written in JSON (python -m otnsd.train)
@@ -95,8 +100,8 @@ class TrainConfig:
         # A weight of 1 is left out, so one written explicitly as 1.0 now shares the key of the
         # omitted one: the same model, once.
         config = self.record()
-        for name in ("regions", "warm_start"):
-            if config[name] is None:
+        for name, default in (("regions", None), ("warm_start", None), ("keep_true_pairs", False)):
+            if config[name] == default:
                 del config[name]  # the default: the same key as before the field existed
         if self.warm_start is not None:
             config["warm_start"] = self.warm_start.key(dataset)  # the run it starts from, by its key
@@ -188,7 +193,7 @@ def _train(cfg: TrainConfig, dataset, run: Path, progress: bool, device: torch.d
     if rank == 0:
         runs.write_config(run, cfg.record(), dataset)
     torch.manual_seed(cfg.seed)
-    splits = [SubjectSplit(dataset, s, cfg.val_images, cfg.regions) for s in cfg.subjects]
+    splits = [SubjectSplit(dataset, s, cfg.val_images, cfg.regions, keep_true_pairs=cfg.keep_true_pairs) for s in cfg.subjects]
     model = build_encoder(cfg, dataset)
     for s in splits:
         model.set_voxel_stats(s.subject, s.mean, s.std)

@@ -293,3 +293,42 @@ def test_warm_start_begins_from_the_other_runs_weights(tmp_path, sim):
     assert TrainConfig(**{**cold.record(), "loss": {"ot": {"lam": 1.0}}, "warm_start": mse.record()}).key(sim) == ot.key(sim)
     with pytest.raises(ValueError, match="warm_start must train the same architecture"):
         TrainConfig(regions=("Face",), warm_start=mse)
+
+
+def test_keep_true_pairs_puts_each_mislabelled_row_beside_its_true_image():
+    """With keep_true_pairs every mislabelled training row shares its batch with the row labelled
+    with the image whose responses it holds (a pair may straddle a batch boundary; rarely); the
+    option leaves every other key unchanged and needs a dataset that knows the true images."""
+    from otnsd.batches import SubjectSplit, epoch_batches
+
+    data = SimulatedNSD(seed=2, n_train=300, n_test=20, voxel_scale=0.01, mislabel_rate=0.4)
+    split = SubjectSplit(data, 1, val_images=20, keep_true_pairs=True)
+    pairs = {(i, int(j)) for i, j in enumerate(split.partner) if j >= 0}
+    assert len(pairs) >= 0.3 * len(split) and all((j, i) in pairs for i, j in pairs)  # mutual
+    true_ids = data.subject(1).meta["true_image_ids"]
+    assert all(true_ids[i] == data.subject(1).train_image_ids[j] for i, j in pairs)
+    together, apart = 0, 0
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(split))
+    from otnsd.batches import paired_order
+
+    order = paired_order(perm, split.partner)
+    assert sorted(order) == list(range(len(split)))
+    for b in range(len(order) // 16):
+        batch = set(order[b * 16 : (b + 1) * 16].tolist())
+        for i in batch:
+            if split.partner[i] >= 0:
+                together += split.partner[i] in batch
+                apart += split.partner[i] not in batch
+    assert together > 10 * apart
+    # the training loop uses that order: every step holds both rows of most pairs
+    steps = list(epoch_batches([split], 16, 1, np.random.default_rng(0)))
+    assert len(steps) == len(split) // 16
+    plain = SubjectSplit(data, 1, val_images=20)
+    assert plain.partner is None
+    assert TrainConfig(keep_true_pairs=False).key(data) == TrainConfig().key(data)
+    assert TrainConfig(keep_true_pairs=True).key(data) != TrainConfig().key(data)
+    with pytest.raises(ValueError, match="true image"):
+        SubjectSplit(SimulatedNSD(seed=2, n_train=300, n_test=20, voxel_scale=0.01), 1, 20, keep_true_pairs=True)
+    with pytest.raises(ValueError, match="single-subject"):
+        TrainConfig(subjects=(1, 2), keep_true_pairs=True)
