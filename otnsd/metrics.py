@@ -161,6 +161,32 @@ def caption_scores(predictions: list[str], references: list[list[str]], *, spice
     return {"corpus": corpus, "per_image": per_image}
 
 
+def cider_per_image(predictions: dict, references: list[list[str]]) -> dict:
+    """Per-image CIDEr (x 100) of many captioned sets of the same images, in one tokenizer pass.
+
+    ``predictions``: name -> one caption per image. Each set is scored exactly as
+    :func:`caption_scores` scores it alone (the same references, so the same document
+    frequencies); tokenizing every set at once saves the Java start-up per set.
+    """
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    names = list(predictions)
+    for name in names:
+        _check_captions(predictions[name], references)
+    require_java()
+    n = len(references)
+    tok = PTBTokenizer()
+    with _java_chatter_captured():
+        gts = tok.tokenize({i: [{"caption": r} for r in refs] for i, refs in enumerate(references)})
+        res = tok.tokenize({(k, i): [{"caption": p}] for k, name in enumerate(names) for i, p in enumerate(predictions[name])})
+    out = {}
+    for k, name in enumerate(names):
+        _, each = Cider().compute_score(gts, {i: res[(k, i)] for i in range(n)})
+        out[name] = 100 * np.asarray(each, dtype=float)
+    return out
+
+
 def _normalize(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     return a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)

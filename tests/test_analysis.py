@@ -71,3 +71,48 @@ def test_interaction_matrix_checks_its_input():
     assert I[0, 1] == I[1, 0] == pytest.approx(0.6) and np.isnan(I[0, 0])
     with pytest.raises(ValueError, match="lacks"):
         interaction_matrix({frozenset(["A"]): 0.2}, ["A", "B"])
+
+
+def test_true_pair_shares_reads_where_the_plan_sends_mislabelled_rows():
+    """A predictor that knows each trial's true image gets its mislabelled rows transported to
+    their true image (share 1); one that predicts the label keeps them on the label."""
+    import torch
+
+    from otnsd.analysis import true_pair_shares
+    from otnsd.data import SimulatedNSD
+
+    data = SimulatedNSD(seed=5, n_train=260, n_test=20, voxel_scale=0.01, code_noise=0.0, voxel_noise=0.0,
+                        mislabel_rate=0.3)
+    d = data.subject(1)
+    key = lambda v: tuple(np.round(np.asarray(v[:6], dtype=np.float64), 3))  # noqa: E731
+    holds = {key(d.train_voxels[i, r]): int(d.meta["true_image_ids"][i]) for i in range(len(d.train_voxels)) for r in range(d.n_repeats)}
+    labelled = {key(d.train_voxels[i, r]): int(d.train_image_ids[i]) for i in range(len(d.train_voxels)) for r in range(d.n_repeats)}
+
+    class Lookup(torch.nn.Module):
+        def __init__(self, table):
+            super().__init__()
+            self.table = table
+
+        def forward(self, v, subject):
+            return torch.from_numpy(data.image_embeddings([self.table[key(row)] for row in v.numpy()]))
+
+    oracle = true_pair_shares(Lookup(holds), data, 1, lam=1.0, batch_size=32)
+    assert oracle["n_mislabelled"] >= 30
+    assert oracle["true"] > 0.99 and oracle["label"] < 0.01 and oracle["clean"] > 0.99
+    blind = true_pair_shares(Lookup(labelled), data, 1, lam=1.0, batch_size=32)
+    assert blind["label"] > 0.99 and blind["true"] < 0.01 and blind["chance"] == 1 / 32
+
+
+def test_match_spread_restores_each_coordinates_spread_and_keeps_the_ranking():
+    from otnsd.analysis import match_spread
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(0, 2.0, (300, 4, 5))
+    shrunk = 0.3 * truth + 0.1 + rng.normal(0, 0.05, truth.shape)  # regression to the mean
+    out = match_spread(shrunk, truth[:200])
+    np.testing.assert_allclose(out.std(0), truth[:200].std(0), rtol=1e-5)
+    np.testing.assert_allclose(out.mean(0), shrunk.mean(0), rtol=1e-5, atol=1e-6)
+    # an affine map per coordinate: the order of the samples along each coordinate is kept
+    assert np.array_equal(np.argsort(out[:, 0, 0]), np.argsort(shrunk[:, 0, 0]))
+    with pytest.raises(ValueError, match="trailing shape"):
+        match_spread(shrunk, truth[:, :, :4])

@@ -41,6 +41,16 @@ def test_caption_scores_match_direct_pycocoevalcap():
     assert ours["SPICE"] is None
 
 
+def test_cider_per_image_scores_each_set_as_caption_scores_does():
+    from otnsd.metrics import cider_per_image
+
+    other = [PRED[-1]] + PRED[:-1]  # another captioning of the same images
+    both = cider_per_image({"a": PRED, "b": other}, REFS)
+    for name, preds in (("a", PRED), ("b", other)):
+        np.testing.assert_allclose(both[name], caption_scores(preds, REFS, spice=False)["per_image"]["CIDEr"])
+    assert not np.allclose(both["a"], both["b"])
+
+
 def test_spice_missing_reads_na_with_one_warning(monkeypatch):
     monkeypatch.setattr(metrics, "spice_available", lambda: False)
     monkeypatch.setattr(metrics, "_SPICE_WARNED", False)

@@ -2,7 +2,9 @@
 
 - :mod:`~otnsd.analysis.theory` (notebook 01): :func:`ot_mse_check`, :func:`entropic_error`.
 - :mod:`~otnsd.analysis.alignment` (notebooks 01-03): the linear baseline :func:`ridge_predictions`;
-  Fig. 1's :func:`correlation_matrix` and :func:`diagonal_contrast`; :func:`plan_on_matches`.
+  Fig. 1's :func:`correlation_matrix` and :func:`diagonal_contrast`; :func:`plan_on_matches`;
+  :func:`true_pair_shares` (notebook 08: does the plan re-pair mislabelled trials?) and
+  :func:`match_spread` (its control for regression to the mean).
 - :mod:`~otnsd.analysis.regions` (notebooks 04-06): :func:`valid_voxels` (Table 2),
   :func:`interaction_matrix`, :func:`rank_pairs` and :func:`planted_pair_ranks` (redundancy and
   synergy),
@@ -11,12 +13,14 @@
   :func:`perturbation_importance` (Fig. 4's two measures).
 - :mod:`~otnsd.analysis.embeddings` (notebooks 05, 07): :func:`probe_r2`, :func:`probe_interaction`,
   :func:`project_embeddings` (PCA / UMAP), :func:`separation`.
-- :mod:`~otnsd.analysis.compare` (notebooks 03-04): :func:`mean_gain`, :func:`lambda_robustness`,
-  :func:`quoted_gain`, :func:`seed_paired_difference` and :func:`verdict` (the rule for verdicts).
+- :mod:`~otnsd.analysis.compare` (notebooks 03, 04, 08): :func:`mean_gain`, :func:`lambda_robustness`,
+  :func:`quoted_gain`, :func:`seed_paired_difference`, :func:`verdict` (the rule for verdicts) and
+  :func:`compare_seeds` (every model family against a baseline over seeds).
 """
 
-from .alignment import correlation_matrix, diagonal_contrast, plan_on_matches, ridge_predictions
-from .compare import lambda_robustness, mean_gain, quoted_gain, seed_paired_difference, verdict
+from .alignment import (correlation_matrix, diagonal_contrast, match_spread, plan_on_matches, ridge_predictions,
+                        true_pair_shares)
+from .compare import compare_seeds, lambda_robustness, mean_gain, quoted_gain, seed_paired_difference, verdict
 from .embeddings import probe_interaction, probe_r2, project_embeddings, separation
 from .importance import gradient_saliency, perturbation_importance
 from .regions import interaction_matrix, planted_pair_ranks, rank_agreement, rank_pairs, region_subsets, valid_voxels
@@ -24,9 +28,9 @@ from .theory import entropic_error, ot_mse_check
 
 __all__ = [
     "ot_mse_check", "entropic_error",
-    "ridge_predictions", "correlation_matrix", "diagonal_contrast", "plan_on_matches",
+    "ridge_predictions", "correlation_matrix", "diagonal_contrast", "plan_on_matches", "true_pair_shares", "match_spread",
     "valid_voxels", "interaction_matrix", "region_subsets", "rank_pairs", "planted_pair_ranks", "rank_agreement",
-    "mean_gain", "lambda_robustness", "quoted_gain", "seed_paired_difference", "verdict",
+    "mean_gain", "lambda_robustness", "quoted_gain", "seed_paired_difference", "verdict", "compare_seeds",
     "gradient_saliency", "perturbation_importance",
     "probe_r2", "probe_interaction", "project_embeddings", "separation",
 ]

@@ -1,5 +1,7 @@
-"""Comparisons of evaluated models (notebooks 03-04): a mean relative gain over metrics, whether a
-metric is robust to the mass ratio λ, and the two readings of a gain quoted from the paper.
+"""Comparisons of evaluated models (notebooks 03, 04, 08): a mean relative gain over metrics, whether a
+metric is robust to the mass ratio λ, the two readings of a gain quoted from the paper, and the
+rule for verdicts over training seeds (:func:`seed_paired_difference`, :func:`verdict`,
+:func:`compare_seeds`).
 
 Results are the dicts of :func:`otnsd.metrics.evaluate_embeddings`: metric -> (value, CI low,
 CI high).
@@ -100,3 +102,36 @@ def verdict(difference: dict, *, min_seeds: int = 3) -> str:
     if difference["high"] < 0:
         return "refuted"
     return "inconclusive"
+
+
+def compare_seeds(scores: dict, baseline: str, *, n_boot: int = 2000, min_seeds: int = 3, seed: int = 0) -> dict:
+    """Every model family against ``baseline`` over training seeds (notebook 08's verdicts).
+
+    Parameters
+    ----------
+    scores : dict (family, training seed) -> per-image scores on the same test images
+    baseline : the family the others are compared with (e.g. ``"MSE"``), trained with the same seeds
+
+    Returns
+    -------
+    dict family -> ``mean`` and ``sd`` (over seeds of the per-seed mean score), ``seeds``, and
+    for families other than the baseline ``difference`` (:func:`seed_paired_difference` over the
+    seeds both have) and ``verdict`` (:func:`verdict` on it)
+    """
+    families = list(dict.fromkeys(f for f, _ in scores))
+    if baseline not in families:
+        raise ValueError(f"the baseline {baseline!r} is not among the families {families}")
+    out = {}
+    for f in families:
+        seeds = sorted(s for g, s in scores if g == f)
+        means = np.array([np.mean(scores[(f, s)]) for s in seeds])
+        row = {"mean": float(means.mean()), "sd": float(means.std(ddof=1)) if len(means) > 1 else 0.0, "seeds": seeds}
+        if f != baseline:
+            shared = [s for s in seeds if (baseline, s) in scores]
+            if not shared:
+                raise ValueError(f"{f!r} shares no training seed with {baseline!r}")
+            row["difference"] = seed_paired_difference([scores[(f, s)] for s in shared],
+                                                       [scores[(baseline, s)] for s in shared], n_boot=n_boot, seed=seed)
+            row["verdict"] = verdict(row["difference"], min_seeds=min_seeds)
+        out[f] = row
+    return out
