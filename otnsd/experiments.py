@@ -44,6 +44,7 @@ PARAMETERS = {
     "data_root": Parameter(None, "NSD folder (None: OTNSD_DATA)"),
     "clip_features": Parameter(None, "CLIP ViT-L/14 features of the NSD images (HDF5 from otnsd.features.extract_features)"),
     "seed": Parameter(0, "seed of the simulated NSD and of every training run"),
+    "difficulty": Parameter("easy", '"easy" (the simulator\'s defaults) or "nsd" (noise calibrated to the paper\'s MSE/ceiling CIDEr on real NSD); simulator only'),
     "preset": Parameter("small", 'encoder size: "small" (CPU) or "paper" (UMBRAE\'s, with real CLIP features)'),
     "subject": Parameter(1, "single-subject models train and every model is evaluated on this subject"),
     "lam": Parameter(0.5, "OT mass ratio λ (the released code's default m_ratio)"),
@@ -140,6 +141,67 @@ def planted_factor_pairs(truth) -> dict[str, tuple[str, tuple[str, str]]]:
     return planted
 
 
+def corruption_settings(difficulties, lapse_rates=(), mislabel_rates=(), *, lapse_kind: str = "noise") -> dict[str, dict]:
+    """Notebook 08's training data: setting name -> simulator options (``open_dataset``). Every
+    difficulty clean, then the first difficulty with each lapse rate and each mislabel rate (the
+    test trials stay clean in every setting)."""
+    difficulties = as_list(difficulties, str, name="difficulties")
+    if not difficulties:
+        raise ValueError("give at least one difficulty, e.g. ['nsd', 'easy']")
+    first = difficulties[0]
+    settings = {f"{d}, clean": {"difficulty": d} for d in difficulties}
+    settings.update({f"{first}, lapsed {r:g}": {"difficulty": first, "lapse_rate": r, "lapse_kind": lapse_kind}
+                     for r in as_list(lapse_rates, float, name="lapse_rates")})
+    settings.update({f"{first}, mislabelled {r:g}": {"difficulty": first, "mislabel_rate": r}
+                     for r in as_list(mislabel_rates, float, name="mislabel_rates")})
+    return settings
+
+
+def setting_rate(options: dict) -> tuple[str, float]:
+    """A setting's corruption and its rate: ("lapsed", 0.25), ("mislabelled", 0.5) or ("clean", 0.0)."""
+    if options.get("lapse_rate", 0) > 0:
+        return "lapsed", float(options["lapse_rate"])
+    if options.get("mislabel_rate", 0) > 0:
+        return "mislabelled", float(options["mislabel_rate"])
+    return "clean", 0.0
+
+
+def robustness_losses(lam: float, token_lams=()) -> dict[str, dict]:
+    """Notebook 08's losses: name -> loss spec. MSE; the robust per-sample baselines (trimmed MSE
+    keeping the share ``lam`` of the batch, Huber); the paper's sample-level partial OT at ``lam``
+    and at 1 (full OT); MSE plus OT; and, for each of ``token_lams``, the released code's
+    token-level OT with the Euclidean and with the squared cost."""
+    losses = {
+        "MSE": {"mse": {}},
+        f"trimmed MSE {lam:g}": {"trimmed_mse": {"lam": lam}},
+        "Huber": {"huber": {}},
+        f"OT {lam:g}": {"ot": {"lam": lam}},
+        "OT 1": {"ot": {"lam": 1.0}},
+        f"MSE+OT {lam:g}": {"mse": {}, "ot": {"lam": lam}},
+    }
+    for l in as_list(token_lams, float, name="token_lams"):
+        for cost, short in (("euclidean", "eucl"), ("sqeuclidean", "sq")):
+            losses[f"token OT {short} {l:g}"] = {"ot": {"lam": l, "level": "token", "cost": cost}}
+    return losses
+
+
+def robustness_grid(losses: dict, seeds, *, epochs: int, warm_epochs: int = 0, warm_lam: float = 0.5,
+                    keep_true_pairs: bool = False, **common) -> dict[tuple[str, int], TrainConfig]:
+    """Every loss of ``losses`` at every training seed: ``(loss name, seed) -> TrainConfig``.
+    ``warm_epochs > 0`` adds "MSE -> OT": the MSE model of the same seed trained ``warm_epochs``
+    more with partial OT at ``warm_lam``. ``common``: the other TrainConfig fields."""
+    seeds = as_list(seeds, int, name="seeds")
+    grid = {(name, s): TrainConfig(loss=spec, epochs=epochs, seed=s, keep_true_pairs=keep_true_pairs, **common)
+            for name, spec in losses.items() for s in seeds}
+    if warm_epochs > 0:
+        if "MSE" not in losses:
+            raise ValueError("the warm start begins from the MSE model: keep 'MSE' among the losses")
+        grid.update({(f"MSE -> OT {warm_lam:g}", s): TrainConfig(
+            loss={"ot": {"lam": warm_lam}}, epochs=warm_epochs, seed=s, keep_true_pairs=keep_true_pairs,
+            warm_start=grid[("MSE", s)], **common) for s in seeds})
+    return grid
+
+
 def is_pure_ot(cfg: TrainConfig) -> bool:
     """True for a model trained on the partial-OT loss alone: its training is chaotic (tiny float
     changes move it), so the notebooks' regression compares it with looser tolerances."""
@@ -165,6 +227,40 @@ def ci_text(result: dict, metric: str = "CIDEr") -> str:
 def value_ci_text(result: dict, metric: str = "CIDEr") -> str:
     """``"value [low, high]"``, one decimal."""
     return f"{result[metric][0]:.1f} {ci_text(result, metric)}"
+
+
+def robustness_rows(scores: dict, *, baseline: str = "MSE", n_boot: int = 1000) -> list[dict]:
+    """Notebook 08's verdict table: one row per (setting, family) and metric.
+
+    ``scores``: metric -> {(setting, family, seed): per-image scores}. Each family is compared with
+    ``baseline`` of its setting by :func:`~otnsd.analysis.compare_seeds` (paired by seed and test
+    image; the verdict rule needs three seeds). Rows hold the setting, family, metric, seed mean and
+    sd, the paired difference to the baseline with its 95% CI, the verdict and the seeds."""
+    from .analysis import compare_seeds
+
+    rows = []
+    for metric, by_key in scores.items():
+        for setting in dict.fromkeys(k[0] for k in by_key):
+            summary = compare_seeds({(f, s): v for (g, f, s), v in by_key.items() if g == setting}, baseline, n_boot=n_boot)
+            for family, r in summary.items():
+                d = r.get("difference")
+                rows.append({"Setting": setting, "Loss": family, "Metric": metric, "Mean": r["mean"], "SD": r["sd"],
+                             f"Diff. vs {baseline}": None if d is None else d["mean"],
+                             "95% CI": "" if d is None else f"[{d['low']:+.1f}, {d['high']:+.1f}]",
+                             "Verdict": r.get("verdict", "(baseline)"), "Seeds": ",".join(map(str, r["seeds"]))})
+    return rows
+
+
+def rate_curves_data(rows: list[dict], settings: dict, metric: str, corruption: str, families) -> dict:
+    """From :func:`robustness_rows`: family -> [(rate, mean, sd)] of ``metric`` over the settings
+    of one ``corruption`` ("lapsed" or "mislabelled") and the clean setting of their difficulty."""
+    difficulty = next((o["difficulty"] for o in settings.values() if setting_rate(o)[0] == corruption), None)
+    if difficulty is None:
+        return {}
+    chosen = {name: setting_rate(o)[1] for name, o in settings.items()
+              if o["difficulty"] == difficulty and setting_rate(o)[0] in ("clean", corruption)}
+    return {f: [(chosen[r["Setting"]], r["Mean"], r["SD"]) for r in rows
+                if r["Setting"] in chosen and r["Loss"] == f and r["Metric"] == metric] for f in families}
 
 
 def region_marks(regions) -> dict[str, str]:
@@ -219,6 +315,11 @@ class Experiment:
         w = self.clip_score_weights
         return OpenCLIPEncoder.from_local("ViT-B-32", w, images=self.data.images) if w else None
 
+    def with_data(self, **options) -> "Experiment":
+        """The same experiment on another simulated dataset: the notebook's dataset and seed with
+        ``options`` (e.g. ``difficulty="nsd", lapse_rate=0.25``; see :func:`corruption_settings`)."""
+        return Experiment(data=_open(self.params, **options), params=self.params)
+
     # configurations with the notebook's shared parameters filled in
     def model_params(self) -> dict:
         return dict(lam=self.lam, level=self.ot_level, cost=self.ot_cost, seed=self.seed, batch_size=self.batch_size,
@@ -257,6 +358,32 @@ class Experiment:
                 self.data, self.ids, emb, self.caption, references=self.references, clip_encoder=self.clip_encoder,
                 n_boot=n_boot, seed=self.seed)
         return results, captions
+
+    def retrieval(self, embeddings: dict) -> dict:
+        """Per-image top-1 brain-to-image retrieval (x 100) among the test images, of each set of
+        test embeddings: name -> ``{"top1": (n,), "top1_pooled": (n,)}``; pooled over tokens is
+        blind to token order (token-level OT)."""
+        from .metrics import retrieval_scores
+
+        target = self.data.image_embeddings(self.ids)
+        return {name: {"top1": retrieval_scores(e, target)["top1_brain2image"],
+                       "top1_pooled": retrieval_scores(e, target, pooled=True)["top1_brain2image"]}
+                for name, e in embeddings.items()}
+
+    def cider(self, embeddings: dict, *, captioner: str | None = None) -> dict:
+        """Per-image CIDEr (x 100) of each set of test embeddings, captioned by ``captioner`` (a
+        kind of :func:`~otnsd.caption.make_captioner`; default the notebook's), scored in one pass:
+        name -> (n,)."""
+        from .caption import make_captioner
+        from .metrics import cider_per_image
+
+        caption = self.caption if captioner in (None, self.captioner) else make_captioner(
+            captioner, self.data, self.subject, runs_dir=self.runs_dir, progress=self.progress)
+        first = {}  # an array given under several names is captioned and scored once
+        for name, e in embeddings.items():
+            first.setdefault(id(e), name)
+        scores = cider_per_image({name: caption(embeddings[name]) for name in first.values()}, self.references)
+        return {name: scores[first[id(e)]] for name, e in embeddings.items()}
 
     def floors(self, result=None, *, seed: int = 0) -> dict:
         """Embeddings that carry no information about the test image, for floor rows: the mean
@@ -303,6 +430,18 @@ class Experiment:
         return write_table(rows, columns, name, self.fig_dir, caption=caption)
 
 
+def _open(params: dict, subjects=None, **options):
+    """The dataset of the shared parameters ``params``, with simulator ``options`` on top."""
+    get = lambda name: params.get(name, PARAMETERS[name].default)  # noqa: E731
+    if get("dataset") == "simulated":
+        options = {"difficulty": get("difficulty"), **options}
+    elif get("difficulty") != "easy" or options:
+        raise ValueError("difficulty and corrupted trials are simulator settings: use dataset='simulated' "
+                         "(real NSD is as hard as it is)")
+    return open_dataset(get("dataset"), seed=get("seed"), root=get("data_root"), features=get("clip_features"),
+                        subjects=subjects, **options)
+
+
 def setup(params: Mapping, *, captions: bool = False, subjects=None) -> Experiment:
     """A notebook's :class:`Experiment` from its parameters (pass ``globals()``).
 
@@ -320,6 +459,6 @@ def setup(params: Mapping, *, captions: bool = False, subjects=None) -> Experime
         warnings.filterwarnings("ignore", message="SPICE is reported")  # stated once by the notebook instead
     if subjects is not None:
         subjects = sorted({ex.subject, *as_list(subjects, int, name="subjects")})
-    ex.data = open_dataset(ex.dataset, seed=ex.seed, root=ex.data_root, features=ex.clip_features, subjects=subjects)
+    ex.data = _open(shared, subjects=subjects)
     use_style()
     return ex

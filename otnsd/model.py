@@ -30,6 +30,8 @@ PRESETS = {
     "paper": dict(n_tokens=256, dim=1024, width=1024, n_voxel_tokens=256, depth=6, heads=16, dim_head=96, ff_mult=4),
     # sized for the simulated default on a CPU
     "small": dict(n_tokens=16, dim=64, width=128, n_voxel_tokens=16, depth=2, heads=4, dim_head=32, ff_mult=2),
+    # a quarter of small's compute per step: for grids of many models and seeds (notebook 08)
+    "tiny": dict(n_tokens=16, dim=64, width=64, n_voxel_tokens=8, depth=1, heads=2, dim_head=32, ff_mult=2),
 }
 
 

@@ -191,3 +191,32 @@ def projection_panels(row, projection: dict, factor, *, method: str, factor_name
         ax.set(xticks=[], yticks=[], xlabel=f"{method} 1", ylabel=f"{method} 2")
     row[0].legend(fontsize=7, markerscale=3, loc="best")
     row[1].legend(fontsize=7, markerscale=3, loc="best", ncol=2)
+
+
+def rate_curves(ax, curves: dict, *, ylabel: str, title: str):
+    """One line per model family of a score against a corruption rate, with error bars:
+    ``curves``: family -> list of (rate, mean, error) (e.g. the seed standard deviation)."""
+    import numpy as np
+
+    for k, (family, points) in enumerate(curves.items()):
+        rate, mean, err = (np.array(v, dtype=float) for v in zip(*sorted(points)))
+        # nudged apart so that overlapping error bars stay readable
+        ax.errorbar(rate + 0.004 * (k - len(curves) / 2), mean, yerr=err, marker="o", ms=4, capsize=2, label=family)
+    ax.set(xlabel="share of corrupted training trials", ylabel=ylabel, title=title)
+    ax.legend(fontsize=7, ncol=2)
+
+
+def share_bars(ax, shares: dict, *, chance: float, title: str):
+    """Grouped bars of where OT plans put a row's mass (:func:`otnsd.analysis.true_pair_shares`):
+    ``shares``: model -> list of its per-seed results; bars are seed means of ``true``, ``label``
+    and ``clean``, with a dotted line at ``chance``."""
+    import numpy as np
+
+    names = list(shares)
+    for k, part in enumerate(("true", "label", "clean")):
+        means = [np.mean([x[part] for x in shares[n]]) for n in names]
+        ax.bar(np.arange(len(names)) + 0.27 * (k - 1), means, width=0.27,
+               label={"true": "mislabelled row: true image", "label": "mislabelled row: its label", "clean": "clean row: its label"}[part])
+    ax.axhline(chance, color="k", lw=0.8, ls=":", label="chance")
+    ax.set(xticks=range(len(names)), xticklabels=names, ylabel="share of the row's plan mass (seed mean)", title=title)
+    ax.legend(fontsize=7)

@@ -244,3 +244,54 @@ def test_floors_and_the_order_blind_captioner(tmp_path):
     tokens_permuted = target[:, np.random.default_rng(1).permutation(target.shape[1])]
     assert pooled(tokens_permuted) == pooled(target)  # blind to token order
     assert flat(tokens_permuted) != flat(target)
+
+
+def test_notebook_08_grid_settings_losses_and_warm_start():
+    from otnsd.experiments import corruption_settings, robustness_grid, robustness_losses, setting_rate
+
+    settings = corruption_settings(["nsd", "easy"], [0.25], [0.5])
+    assert list(settings) == ["nsd, clean", "easy, clean", "nsd, lapsed 0.25", "nsd, mislabelled 0.5"]
+    assert settings["nsd, lapsed 0.25"] == {"difficulty": "nsd", "lapse_rate": 0.25, "lapse_kind": "noise"}
+    assert [setting_rate(o) for o in settings.values()] == [("clean", 0.0), ("clean", 0.0), ("lapsed", 0.25), ("mislabelled", 0.5)]
+    losses = robustness_losses(0.5, token_lams=[1.0])
+    assert list(losses) == ["MSE", "trimmed MSE 0.5", "Huber", "OT 0.5", "OT 1", "MSE+OT 0.5", "token OT eucl 1", "token OT sq 1"]
+    grid = robustness_grid(losses, [0, 1, 2], epochs=4, warm_epochs=2, preset="tiny", keep_true_pairs=True)
+    assert len(grid) == 3 * (len(losses) + 1)
+    warm = grid[("MSE -> OT 0.5", 1)]
+    assert warm.warm_start == grid[("MSE", 1)] and warm.epochs == 2 and warm.keep_true_pairs
+    assert {c.seed for (name, _), c in grid.items() if name == "Huber"} == {0, 1, 2}
+    with pytest.raises(ValueError, match="keep 'MSE'"):
+        robustness_grid({"Huber": {"huber": {}}}, [0], epochs=1, warm_epochs=1)
+    with pytest.raises(ValueError, match="at least one difficulty"):
+        corruption_settings([])
+
+
+def test_with_data_and_the_difficulty_parameter():
+    ex = setup({"seed": 0, "difficulty": "nsd"})
+    assert ex.data.cfg.code_noise == 3.0
+    lapsed = ex.with_data(lapse_rate=0.25)
+    assert lapsed.data.cfg.lapse_rate == 0.25 and lapsed.data.cfg.code_noise == 3.0 and lapsed.subject == ex.subject
+    assert ex.with_data(difficulty="easy").data.fingerprint == setup({"seed": 0}).data.fingerprint
+    scores = ex.retrieval({"truth": ex.data.image_embeddings(ex.ids)})
+    assert scores["truth"]["top1"].mean() == 100 and scores["truth"]["top1_pooled"].shape == (len(ex.ids),)
+    with pytest.raises(ValueError, match="simulator settings"):
+        setup({"dataset": "nsd", "difficulty": "nsd"})
+
+
+def test_compare_seeds_pairs_by_seed_and_reads_the_rule():
+    from otnsd.analysis import compare_seeds
+
+    rng = np.random.default_rng(0)
+    base = {s: rng.normal(50, 10, 200) for s in range(3)}
+    scores = {("MSE", s): base[s] for s in range(3)}
+    scores.update({("better", s): base[s] + 5 + rng.normal(0, 1, 200) for s in range(3)})
+    scores.update({("worse", s): base[s] - 5 for s in range(3)})
+    scores.update({("same", s): base[s] + rng.normal(0, 1, 200) for s in range(3)})
+    scores.update({("two seeds", s): base[s] + 5 for s in range(2)})
+    out = compare_seeds(scores, "MSE")
+    assert [out[f]["verdict"] for f in ("better", "worse", "same", "two seeds")] == ["holds", "refuted", "inconclusive", "inconclusive"]
+    assert "verdict" not in out["MSE"] and out["MSE"]["seeds"] == [0, 1, 2]
+    assert out["worse"]["difference"]["mean"] == pytest.approx(-5)
+    assert out["MSE"]["sd"] == pytest.approx(np.std([base[s].mean() for s in range(3)], ddof=1))
+    with pytest.raises(ValueError, match="not among"):
+        compare_seeds(scores, "InfoNCE")
