@@ -1,22 +1,12 @@
-"""The notebook regression that holds on any CPU and can still fail.
+"""The notebook regression: records within tolerance, and a check that can fail.
 
-nbval (``make test``) re-executes every notebook and compares, exactly, the outputs of the cells
-that do not depend on training (theory, data, configuration). Cells that print numbers of trained
-models are tagged ``nbval-ignore-output``: trained weights differ in their last digits from one
-CPU to another (other SIMD kernels, other summation orders) and training amplifies that. Their
-key numbers are kept as *records* (:func:`otnsd.notebook.record`), and the tests here re-execute
-each notebook and compare its records with the stored ones within the tolerance of their kind.
-
-How the tolerances were set (simulated NSD, default parameters, 2-core x86_64 CPU): the stored
-outputs come from the default setting; every notebook was then re-run cold (models retrained)
-under setting A, ``ATEN_CPU_CAPABILITY=default`` (PyTorch's kernels without AVX2, as on a CPU with
-other SIMD units). Each kind's tolerance is three times the largest deviation seen under A, and
-never below the floor stated (the resolution at which the quantity is printed or can move, e.g.
-one test image of 500 for a retrieval rate). Setting B, ``MKL_CBWR=COMPATIBLE OMP_NUM_THREADS=1``
-(MKL's matmul kernels of another instruction set, one thread), was held out and run on notebooks
-02 and 03 (in-process training): it passed every kind there but one, ``gain_pct`` (1.01 against 1.0, a gain of pure-OT models over MSE), whose tolerance
-is therefore set from B. A loss that ignores λ fails (``test_broken_loss_fails_the_regression``).
+nbval's run of the notebooks (``make test``) checks each cell's records as it goes
+(``tests/conftest.py``, tolerances in ``tests/notebook_tolerances.py``). The tests here check that
+every analysis notebook keeps records of known kinds, that a loss which ignores λ leaves its
+tolerance, and re-execute the notebooks by papermill (as ``make figures`` does) for
+``make test-other-cpu``, which keeps the executed copies to measure deviations.
 """
+
 
 import os
 import signal
@@ -27,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from notebook_tolerances import TOLERANCES
 from otnsd.notebook import Tolerance, compare_records, read_records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,32 +25,6 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 WITH_RECORDS = [p for p in NOTEBOOKS if read_records(p)]
 
 pytestmark = pytest.mark.notebooks
-
-# kind -> tolerance = max(3 x the largest |deviation| under setting A, floor). "_pure_ot" kinds are
-# the models trained on partial OT alone, whose training is chaotic (they collapse at λ < 1);
-# "A" below is the measured largest deviation (stored -> setting A) and its record.
-TOLERANCES = {
-    "caption": Tolerance(abs=4.2, why="A 1.41 (06 CIDEr drop/Word 4.71 -> 6.12; the captioner retrained)"),
-    "caption_pure_ot": Tolerance(abs=15.3, why="A 5.09 (03 CIDEr/OT-cross 27.66 -> 22.57)"),
-    "clip_score": Tolerance(abs=0.5, why="A 0.062; floor 0.5"),
-    "clip_score_pure_ot": Tolerance(abs=5.1, why="A 1.69 (03 RefCLIP-S/OT-cross 29.73 -> 31.42)"),
-    "correlation": Tolerance(abs=0.005, why="A 1e-8; floor 0.005 (5 units of the printed digit)"),
-    "correlation_pure_ot": Tolerance(abs=0.069, why="A 0.023 (02 correlation matched/OT-S1 0.219 -> 0.242)"),
-    # A gave 0.295 (floor 1.0); B, held out, then moved the OT-cross vs MSE-cross gain by 1.01: set from B
-    "gain_pct": Tolerance(abs=3.0, why="B 1.01 (03 mean gain %/OT-cross vs MSE-cross -41.47 -> -40.46)"),
-    "interaction": Tolerance(abs=3.2, why="A 1.05 (05 CIDEr interaction/Place+Other 13.64 -> 12.59)"),
-    "plan_share": Tolerance(abs=0.07, why="A 0; floor 0.07 (one matched pair of 32 at λ = 0.5 moves 1/16)"),
-    "r2_interaction": Tolerance(abs=0.01, why="A 1e-7; floor 0.01 (printed digit)"),
-    "saliency": Tolerance(rel=0.01, why="A 5e-8 relative; floor 1%"),
-    "silhouette_pca": Tolerance(abs=0.01, why="A 4e-8; floor 0.01 (printed digit)"),
-    "silhouette_umap": Tolerance(abs=0.7, why="A 0.234 (07 UMAP place in All 0.70 -> 0.47): UMAP layouts are fragile"),
-    "spearman": Tolerance(abs=0.06, why="A 0; floor 0.06 (one swap of adjacent ranks among 6 regions)"),
-    "sq_error": Tolerance(rel=0.005, why="A 6e-8 relative; floor 0.5%"),
-    "sq_error_pure_ot": Tolerance(rel=0.087, why="A 2.9% (02 MSE/OT-S1 2551 -> 2477)"),
-    "top1": Tolerance(abs=0.4, why="A 0; floor 0.4 (2 of 500 test images)"),
-    "top1_pure_ot": Tolerance(abs=3.0, why="A 1.0 (03 top5/OT-S1 0.6 -> 1.6)"),
-}
-
 
 def execute(path: Path, out_dir: Path) -> Path:
     """Run a notebook with its default parameters, as `make figures` does, into ``out_dir``."""
@@ -82,15 +47,18 @@ def execute(path: Path, out_dir: Path) -> Path:
 
 
 def test_every_analysis_notebook_keeps_records():
-    assert [p.name[:2] for p in WITH_RECORDS] == ["02", "03", "04", "05", "06", "07"]
+    assert [p.name[:2] for p in WITH_RECORDS] == ["02", "03", "04", "05", "06", "07", "08"]
     kinds = {kind for p in WITH_RECORDS for _, kind in read_records(p).values()}
     assert kinds <= set(TOLERANCES), kinds - set(TOLERANCES)
 
 
+@pytest.mark.skipif(not os.environ.get("OTNSD_EXECUTED"), reason="make test checks the records in nbval's run of the "
+                    "notebooks (conftest.py); this papermill re-run is for make test-other-cpu (set OTNSD_EXECUTED)")
 @pytest.mark.parametrize("path", WITH_RECORDS, ids=[p.name for p in WITH_RECORDS])
 def test_records_reproduce_within_tolerance(path, tmp_path):
-    """Set OTNSD_EXECUTED to keep the executed notebooks (e.g. to measure deviations)."""
-    out_dir = Path(os.environ["OTNSD_EXECUTED"]) if os.environ.get("OTNSD_EXECUTED") else tmp_path
+    """Re-execute a notebook by papermill into OTNSD_EXECUTED (kept, to measure deviations with
+    benchmarks/record_deviation.py) and compare its records with the stored ones."""
+    out_dir = Path(os.environ["OTNSD_EXECUTED"])
     fresh = read_records(execute(path, out_dir))
     problems = compare_records(read_records(path), fresh, TOLERANCES)
     assert not problems, f"{len(problems)} of {len(fresh)} records differ:\n" + "\n".join(problems)
@@ -154,3 +122,35 @@ def test_killed_papermill_run_leaves_no_process_behind(tmp_path, sig):
                 pass
         if proc.poll() is None:
             proc.kill()
+
+
+def test_nbval_run_checks_each_cells_records(tmp_path):
+    """The plugin that checks records inside nbval's run (tests/nbval_records.py): a cell whose
+    record moved beyond its kind's tolerance fails, one within it passes, and nbval still skips
+    the cell's other outputs (nbval-ignore-output)."""
+    import nbformat
+
+    def notebook(stored: float, produced: float) -> Path:
+        code = ("from otnsd.notebook import record\n"
+                f"print('anything')\nrecord('top-1/model', {produced}, 'top1')")
+        cell = nbformat.v4.new_code_cell(code, metadata={"tags": ["nbval-ignore-output"]}, execution_count=1)
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="something else\n"),
+                        nbformat.v4.new_output("display_data", data={
+                            "application/vnd.otnsd.record+json": {"name": "top-1/model", "value": stored, "kind": "top1"},
+                            "text/plain": f"recorded top-1/model = {stored}"})]
+        nb = nbformat.v4.new_notebook(cells=[cell])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        path = tmp_path / f"nb_{stored}_{produced}.ipynb"
+        nbformat.write(nb, path)
+        return path
+
+    def run(path):
+        # -c: the project's settings (which load the plugin) for a notebook outside the checkout
+        return subprocess.run([sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "--nbval",
+                               "--nbval-current-env", "-p", "no:cacheprovider", "-q", str(path)],
+                              cwd=ROOT, capture_output=True, text=True)
+
+    ok = run(notebook(10.0, 10.2))  # within top1's 0.4
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    moved = run(notebook(10.0, 11.0))
+    assert moved.returncode == 1 and "left their tolerance" in moved.stdout and "top-1/model" in moved.stdout, moved.stdout
