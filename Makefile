@@ -10,7 +10,7 @@ export OTNSD_RUNS ?= $(CURDIR)/runs
 .PHONY: help venv figures test test-browser test-fast test-other-cpu notebooks bench clean
 
 help:
-	@echo "make figures    run notebooks 01-07 headlessly (papermill), refreshing them and figures/"
+	@echo "make figures    run notebooks 01-08 headlessly (papermill), refreshing them and figures/"
 	@echo "make test       the whole test suite, notebooks included (pytest + nbval)"
 	@echo "make test-fast  the test suite without the notebook runs"
 	@echo "make test-browser  the notebooks in JupyterLab in headless chromium: figures render, set-up cells run"
