@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["as_list", "record", "read_records", "compare_records", "Tolerance", "RECORD_MIME"]
+__all__ = ["as_list", "record", "read_records", "records_in_outputs", "compare_records", "Tolerance", "RECORD_MIME"]
 
 RECORD_MIME = "application/vnd.otnsd.record+json"
 
@@ -107,14 +107,20 @@ def metric_kind(metric: str, *, pure_ot: bool = False) -> str:
 def read_records(notebook) -> dict[str, tuple[object, str]]:
     """``name -> (value, kind)`` of every record stored in a notebook (a path or a dict)."""
     nb = json.loads(Path(notebook).read_text()) if not isinstance(notebook, dict) else notebook
+    outputs = [o for cell in nb.get("cells", []) if cell.get("cell_type") == "code" for o in cell.get("outputs", [])]
+    return records_in_outputs(outputs, where=str(notebook) if not isinstance(notebook, dict) else "the notebook")
+
+
+def records_in_outputs(outputs, *, where: str = "these outputs") -> dict[str, tuple[object, str]]:
+    """``name -> (value, kind)`` of the records among cell outputs (nbformat output dicts, as a
+    notebook stores them or as a kernel sends them)."""
     out = {}
-    for cell in nb.get("cells", []):
-        for o in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
-            r = o.get("data", {}).get(RECORD_MIME)
-            if r is not None:
-                if r["name"] in out:
-                    raise ValueError(f"record {r['name']!r} is stored twice in {notebook}")
-                out[r["name"]] = (r["value"], r["kind"])
+    for o in outputs:
+        r = (o.get("data") or {}).get(RECORD_MIME)
+        if r is not None:
+            if r["name"] in out:
+                raise ValueError(f"record {r['name']!r} is stored twice in {where}")
+            out[r["name"]] = (r["value"], r["kind"])
     return out
 
 
