@@ -318,7 +318,7 @@ class Experiment:
     def with_data(self, **options) -> "Experiment":
         """The same experiment on another simulated dataset: the notebook's dataset and seed with
         ``options`` (e.g. ``difficulty="nsd", lapse_rate=0.25``; see :func:`corruption_settings`)."""
-        return Experiment(data=_open(self.params, **options), params=self.params)
+        return Experiment(data=_open(self, **options), params=self.params)
 
     # configurations with the notebook's shared parameters filled in
     def model_params(self) -> dict:
@@ -430,16 +430,15 @@ class Experiment:
         return write_table(rows, columns, name, self.fig_dir, caption=caption)
 
 
-def _open(params: dict, subjects=None, **options):
-    """The dataset of the shared parameters ``params``, with simulator ``options`` on top."""
-    get = lambda name: params.get(name, PARAMETERS[name].default)  # noqa: E731
-    if get("dataset") == "simulated":
-        options = {"difficulty": get("difficulty"), **options}
-    elif get("difficulty") != "easy" or options:
+def _open(ex: Experiment, subjects=None, **options):
+    """The dataset of the experiment's shared parameters, with simulator ``options`` on top."""
+    if ex.dataset == "simulated":
+        options = {"difficulty": ex.difficulty, **options}
+    elif ex.difficulty != "easy" or options:
         raise ValueError("difficulty and corrupted trials are simulator settings: use dataset='simulated' "
                          "(real NSD is as hard as it is)")
-    return open_dataset(get("dataset"), seed=get("seed"), root=get("data_root"), features=get("clip_features"),
-                        subjects=subjects, **options)
+    return open_dataset(ex.dataset, seed=ex.seed, root=ex.data_root, features=ex.clip_features, subjects=subjects,
+                        **options)
 
 
 def setup(params: Mapping, *, captions: bool = False, subjects=None) -> Experiment:
@@ -459,6 +458,6 @@ def setup(params: Mapping, *, captions: bool = False, subjects=None) -> Experime
         warnings.filterwarnings("ignore", message="SPICE is reported")  # stated once by the notebook instead
     if subjects is not None:
         subjects = sorted({ex.subject, *as_list(subjects, int, name="subjects")})
-    ex.data = _open(shared, subjects=subjects)
+    ex.data = _open(ex, subjects=subjects)
     use_style()
     return ex
