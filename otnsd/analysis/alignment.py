@@ -73,11 +73,12 @@ def plan_on_matches(pred, target, lam: float) -> tuple[np.ndarray, float]:
 
 
 def true_pair_shares(model, dataset, subject: int, lam: float, *, batch_size: int = 64, seed: int = 0,
-                     regions=None) -> dict:
+                     regions=None, val_images: int = 200) -> dict:
     r"""Where the exact partial-OT plan of a model's training batches puts the mass of the
     mislabelled rows: on their label, or on the image whose responses they hold.
 
-    The training rows of ``subject`` (one repeat each, no validation rows) are batched as
+    The training rows of ``subject`` (one repeat each; the last ``val_images``, held out in
+    training as ``TrainConfig.val_images`` says, left out) are batched as
     training with ``keep_true_pairs`` batches them, each mislabelled row beside the row labelled
     with its true image; for each batch the plan :math:`\gamma` between the model's predictions
     and the labels is solved at mass ``lam``. For a mislabelled row :math:`i` with true partner
@@ -93,7 +94,7 @@ def true_pair_shares(model, dataset, subject: int, lam: float, *, batch_size: in
     from ..batches import SubjectSplit, paired_order, steps_per_epoch
     from ..train import predict
 
-    split = SubjectSplit(dataset, subject, val_images=200, regions=regions, keep_true_pairs=True)
+    split = SubjectSplit(dataset, subject, val_images=val_images, regions=regions, keep_true_pairs=True)
     rng = np.random.default_rng([seed, 0])
     order = paired_order(rng.permutation(len(split)), split.partner)
     d = dataset.subject(subject)
