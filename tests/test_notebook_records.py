@@ -53,7 +53,7 @@ def test_every_analysis_notebook_keeps_records():
 
 
 @pytest.mark.skipif(not os.environ.get("OTNSD_EXECUTED"), reason="make test checks the records in nbval's run of the "
-                    "notebooks (conftest.py); this papermill re-run is for make test-other-cpu (set OTNSD_EXECUTED)")
+                    "notebooks (tests/nbval_records.py); this papermill re-run is for make test-other-cpu (set OTNSD_EXECUTED)")
 @pytest.mark.parametrize("path", WITH_RECORDS, ids=[p.name for p in WITH_RECORDS])
 def test_records_reproduce_within_tolerance(path, tmp_path):
     """Re-execute a notebook by papermill into OTNSD_EXECUTED (kept, to measure deviations with
