@@ -359,3 +359,43 @@ def test_difficulty_presets_and_the_stimulus_fingerprint():
     assert open_dataset("simulated", seed=4, **tiny).stimulus_fingerprint != easy.stimulus_fingerprint
     with pytest.raises(ValueError, match="unknown difficulty 'hard'"):
         open_dataset("simulated", difficulty="hard")
+
+
+def _r2(X, Y):
+    """R^2 of least squares (with intercept) of Y on X."""
+    X = np.hstack([X - X.mean(0), np.ones((len(X), 1))])
+    Y = Y - Y.mean(0)
+    B, *_ = np.linalg.lstsq(X, Y, rcond=None)
+    return 1 - ((Y - X @ B) ** 2).sum() / (Y**2).sum()
+
+
+def test_patch_tokens_put_objects_faces_text_in_random_slots():
+    """token_layout="patches": each of objects, faces, text is one token in a random slot per image
+    (decodable at its slot, not at a fixed one); 3 detail slots carry no factor; the brain's codes
+    are those of the default layout (what, not where); the default layout is unchanged."""
+    from otnsd.data.simulated.dataset import DETAIL_TOKENS, PATCH_FACTORS
+
+    tiny = dict(n_train=1000, n_test=100, subjects=(1,), voxel_scale=0.02)
+    flat = SimulatedNSD(seed=3, **tiny)
+    patches = SimulatedNSD(seed=3, token_layout="patches", **tiny)
+    assert flat.patch_slots is None and "token_layout" not in flat.config()
+    assert flat.fingerprint == SimulatedNSD(seed=3, token_layout="global", **tiny).fingerprint
+    assert patches.stimulus_fingerprint != flat.stimulus_fingerprint  # other embeddings: its own captioner
+    ids = np.arange(patches.n_images)
+    E, slots = patches.image_embeddings(ids), patches.patch_slots
+    assert slots.shape == (len(ids), len(PATCH_FACTORS) + DETAIL_TOKENS)
+    assert all(len(set(row)) == len(row) for row in slots) and len({tuple(r) for r in slots[:, :3]}) > len(ids) // 2
+    for k, factor in enumerate(PATCH_FACTORS):
+        code = patches.factor_codes(ids, factor)
+        at_slot = _r2(E[ids, slots[:, k]], code)
+        # at a fixed slot only what other factors tell of it (faces: people; objects: place) and 3/16 of the images
+        assert at_slot > 0.9 and _r2(E[:, 0], code) < at_slot - 0.4
+        assert _r2(flat.image_embeddings(ids)[:, 0], code) > 0.6  # the default layout: every token has it
+    assert _r2(E[ids, slots[:, -1]], patches.factor_codes(ids, "place")) < 0.1  # detail: no factor (overfit ~0.05)
+    for region, code in patches.region_codes(ids[:40]).items():
+        np.testing.assert_array_equal(code, flat.region_codes(ids[:40])[region])
+    np.testing.assert_array_equal(patches.subject(1).test_voxels, flat.subject(1).test_voxels)
+    with pytest.raises(ValueError, match="token_layout"):
+        SimulatedNSD(token_layout="grid", **tiny)
+    with pytest.raises(ValueError, match="n_tokens >= 6"):
+        SimulatedNSD(token_layout="patches", n_tokens=4, **tiny)

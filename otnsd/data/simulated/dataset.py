@@ -46,6 +46,11 @@ class SimConfig:
     lapse_rate: float = 0.0
     lapse_kind: str = "noise"
     mislabel_rate: float = 0.0
+    # Where the content sits among the tokens. "global": every token mixes the whole scene, in a
+    # fixed order. "patches": objects, faces and text each become one token in a random slot per
+    # image (the brain encodes what, not where), 3 further slots per image hold detail that no
+    # region encodes, and the scene's other factors fill the remaining slots.
+    token_layout: str = "global"
 
     def __post_init__(self):
         bad = [s for s in self.subjects if s not in NSDGENERAL_VOXELS]
@@ -64,10 +69,19 @@ class SimConfig:
                 raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)}")
         if self.lapse_kind not in ("noise", "other"):
             raise ValueError(f"lapse_kind must be 'noise' or 'other'; got {self.lapse_kind!r}")
+        if self.token_layout not in ("global", "patches"):
+            raise ValueError(f"token_layout must be 'global' or 'patches'; got {self.token_layout!r}")
+        if self.token_layout == "patches" and self.n_tokens < len(PATCH_FACTORS) + DETAIL_TOKENS:
+            raise ValueError(f"token_layout='patches' needs n_tokens >= {len(PATCH_FACTORS) + DETAIL_TOKENS}; "
+                             f"got {self.n_tokens}")
 
 
 # fields whose default is left out of the dataset's config, so that adding them moved no fingerprint
 _CORRUPTION_DEFAULTS = {"lapse_rate": 0.0, "lapse_kind": "noise", "mislabel_rate": 0.0}
+_OPTIONAL_DEFAULTS = {**_CORRUPTION_DEFAULTS, "token_layout": "global"}
+# token_layout="patches": the factors that become one token each, and the undecodable detail tokens
+PATCH_FACTORS = ("objects", "faces", "text")
+DETAIL_TOKENS = 3
 # fields that change the brain's responses only, not the images, embeddings or captions
 _BRAIN_FIELDS = ("n_repeats", "voxel_scale", "code_noise", "voxel_noise", *_CORRUPTION_DEFAULTS)
 
@@ -139,7 +153,14 @@ class SimulatedNSD(BrainImageDataset):
         self._mask = rng.normal(0, _MASK_STD, size=(self.n_images, _MASK_DIM))
         self._encoder = _RandomImageEncoder(np.random.default_rng([c.seed, 1]), c)
         detail = np.random.default_rng([c.seed, 2]).normal(0, c.detail_noise, (self.n_images, c.n_tokens, c.dim))
-        self._embeddings = (self._encoder(self._weighted_code(self._codes)) + detail).astype(np.float32)
+        self.patch_slots = None  # token_layout="patches": (n_images, 3 + 3) slots of the patches, then of the detail
+        if c.token_layout == "patches":
+            self._patches = _PatchEncoder(np.random.default_rng([c.seed, 7]), c)
+            layout = np.random.default_rng([c.seed, 8])
+            self.patch_slots = np.stack([layout.permutation(c.n_tokens)[: len(PATCH_FACTORS) + DETAIL_TOKENS]
+                                         for _ in range(self.n_images)])
+        self._embeddings = (self._tokens(self._codes, self.patch_slots, layout_rng=np.random.default_rng([c.seed, 9]))
+                            + detail).astype(np.float32)
 
     # ------------------------------------------------------------------------------ dataset API
     @property
@@ -160,7 +181,7 @@ class SimulatedNSD(BrainImageDataset):
         return np.arange(start, start + self.cfg.n_train)
 
     def config(self) -> dict:
-        cfg = {k: v for k, v in asdict(self.cfg).items() if _CORRUPTION_DEFAULTS.get(k, object()) != v}
+        cfg = {k: v for k, v in asdict(self.cfg).items() if _OPTIONAL_DEFAULTS.get(k, object()) != v}
         return {"kind": "SimulatedNSD", "version": 1, **cfg}
 
     @property
@@ -197,7 +218,9 @@ class SimulatedNSD(BrainImageDataset):
         for i, text in enumerate(captions):
             for k, raw in parse_caption(text).items():
                 codes[k][i] = (raw - self._mean[k]) / self._std[k]
-        return self._with_gap(self._encoder(self._weighted_code(codes)).mean(1), 1)
+        # a caption does not say where things are: patches in the first slots, no detail
+        slots = None if self.patch_slots is None else np.tile(np.arange(self.patch_slots.shape[1]), (len(captions), 1))
+        return self._with_gap(self._tokens(codes, slots).mean(1), 1)
 
     @cached_property
     def _gap_scale(self) -> float:
@@ -364,8 +387,22 @@ class SimulatedNSD(BrainImageDataset):
         return shapley
 
     # ------------------------------------------------------------------------------ helpers
-    def _weighted_code(self, codes: dict[str, np.ndarray]) -> np.ndarray:
-        return np.hstack([EMBEDDING_WEIGHTS[k] * codes[k] / math.sqrt(w) for k, w in BLOCKS.items()])
+    def _weighted_code(self, codes: dict[str, np.ndarray], leave_out=()) -> np.ndarray:
+        return np.hstack([(k not in leave_out) * EMBEDDING_WEIGHTS[k] * codes[k] / math.sqrt(w) for k, w in BLOCKS.items()])
+
+    def _tokens(self, codes: dict[str, np.ndarray], slots=None, layout_rng=None) -> np.ndarray:
+        """(n, T, D) tokens of factor codes; ``slots`` (token_layout="patches"): where each image's
+        patches and detail tokens go (detail drawn from ``layout_rng``, zero without it)."""
+        if slots is None:
+            return self._encoder(self._weighted_code(codes))
+        tokens = self._encoder(self._weighted_code(codes, leave_out=PATCH_FACTORS))
+        rows = np.arange(len(tokens))[:, None]
+        tokens[rows, slots[:, : len(PATCH_FACTORS)]] = self._patches(codes)
+        detail = np.zeros((len(tokens), DETAIL_TOKENS, tokens.shape[-1]))
+        if layout_rng is not None:
+            detail = layout_rng.normal(0, 1, detail.shape)
+        tokens[rows, slots[:, len(PATCH_FACTORS):]] = detail
+        return tokens
 
     def _ids(self, image_ids) -> np.ndarray:
         ids = np.asarray(image_ids, dtype=np.int64).reshape(-1)
@@ -382,6 +419,19 @@ BLOCK_DIM_OF_REGION = {
     "Word": BLOCKS["text"],
     "Other": BLOCKS["objects"] + BLOCKS["place"],
 }
+
+
+class _PatchEncoder:
+    """token_layout="patches": one fixed random tanh network per factor of PATCH_FACTORS, code -> a
+    (D,) token of about unit variance; (n, len(PATCH_FACTORS), D) for n images."""
+
+    def __init__(self, rng: np.random.Generator, c: SimConfig, hidden: int = 64):
+        self.nets = {k: (rng.normal(0, 1 / math.sqrt(BLOCKS[k]), (BLOCKS[k], hidden)), rng.normal(0, 0.3, hidden),
+                         rng.normal(0, 1 / math.sqrt(hidden), (hidden, c.dim)), rng.normal(0, 0.5, c.dim))
+                     for k in PATCH_FACTORS}
+
+    def __call__(self, codes: dict[str, np.ndarray]) -> np.ndarray:
+        return np.stack([np.tanh(codes[k] @ A + b) @ B * 2.0 + pos for k, (A, b, B, pos) in self.nets.items()], axis=1)
 
 
 class _RandomImageEncoder:
