@@ -271,11 +271,12 @@ def test_with_data_and_the_difficulty_parameter():
     assert ex.data.cfg.code_noise == 3.0
     lapsed = ex.with_data(lapse_rate=0.25)
     assert lapsed.data.cfg.lapse_rate == 0.25 and lapsed.data.cfg.code_noise == 3.0 and lapsed.subject == ex.subject
-    assert ex.with_data(difficulty="easy").data.fingerprint == setup({"seed": 0}).data.fingerprint
+    assert ex.with_data(difficulty="easy").data.fingerprint == setup({"seed": 0, "difficulty": "easy"}).data.fingerprint
+    assert setup({"seed": 0}).data.fingerprint == ex.data.fingerprint  # the notebooks' default
     scores = ex.retrieval({"truth": ex.data.image_embeddings(ex.ids)})
     assert scores["truth"]["top1"].mean() == 100 and scores["truth"]["top1_pooled"].shape == (len(ex.ids),)
-    with pytest.raises(ValueError, match="simulator settings"):
-        setup({"dataset": "nsd", "difficulty": "nsd"})
+    with pytest.raises(ValueError, match="difficulty='easy' and corrupted trials are simulator settings"):
+        setup({"dataset": "nsd", "difficulty": "easy"})
 
 
 def test_compare_seeds_pairs_by_seed_and_reads_the_rule():

@@ -29,6 +29,11 @@ caption back into the same factor code (low-level features unknown, unmentioned 
 mean) and passes it through the same network, mean-pooled over tokens; the cosine between the
 pooled image embedding and a caption's embedding plays CLIP-S's part.
 
+**Patch-like tokens** (``token_layout="patches"``, off by default). Objects, faces and text each
+become one token (a random tanh network of the factor's code) at a random slot per image, three
+more slots per image hold detail that no region encodes, and the network above, fed the other
+factors, fills the remaining slots. The brain's codes do not change: it encodes what, not where.
+
 **Voxels.** Each region encodes a code built from some factors (``GroundTruth.region_factors``):
 
 =======  ==============================================================
