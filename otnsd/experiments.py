@@ -251,6 +251,14 @@ def robustness_rows(scores: dict, *, baseline: str = "MSE", n_boot: int = 1000) 
     return rows
 
 
+def verdict_line(row: dict, *, baseline: str = "MSE") -> str:
+    """One row of :func:`robustness_rows` as a printed line: setting, metric, loss, mean ± sd, and
+    the difference to the baseline with its CI and verdict."""
+    d = row[f"Diff. vs {baseline}"]
+    diff = "" if d is None else f"{d:+6.1f} {row['95% CI']:16s} {row['Verdict']}"
+    return f"{row['Setting']:22s} {row['Metric']:17s} {row['Loss']:24s} {row['Mean']:6.1f} ± {row['SD']:4.1f}  {diff}"
+
+
 def rate_curves_data(rows: list[dict], settings: dict, metric: str, corruption: str, families) -> dict:
     """From :func:`robustness_rows`: family -> [(rate, mean, sd)] of ``metric`` over the settings
     of one ``corruption`` ("lapsed" or "mislabelled") and the clean setting of their difficulty."""
@@ -384,6 +392,18 @@ class Experiment:
             first.setdefault(id(e), name)
         scores = cider_per_image({name: caption(embeddings[name]) for name in first.values()}, self.references)
         return {name: scores[first[id(e)]] for name, e in embeddings.items()}
+
+    def per_image_scores(self, embeddings: dict, *, order_blind: bool = False) -> dict:
+        """Notebook 08's metrics of each set of test embeddings: metric -> name -> per-image scores
+        (n,). CIDEr (the notebook's captioner), top-1 and top-1 on token-pooled embeddings (x 100,
+        see :meth:`retrieval`); ``order_blind`` adds "CIDEr order-blind", captioned by
+        ``retrieval_pooled`` (blind to token order)."""
+        retrieval = self.retrieval(embeddings)
+        scores = {"CIDEr": self.cider(embeddings), "top-1": {k: r["top1"] for k, r in retrieval.items()},
+                  "top-1 pooled": {k: r["top1_pooled"] for k, r in retrieval.items()}}
+        if order_blind:
+            scores["CIDEr order-blind"] = self.cider(embeddings, captioner="retrieval_pooled")
+        return scores
 
     def floors(self, result=None, *, seed: int = 0) -> dict:
         """Embeddings that carry no information about the test image, for floor rows: the mean

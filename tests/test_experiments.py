@@ -28,8 +28,10 @@ from otnsd.experiments import (
     planted_factor_pairs,
     region_marks,
     region_sets,
+    robustness_rows,
     setup,
     value_ci_text,
+    verdict_line,
 )
 from otnsd.paper import TABLE2_REGION_SETS
 
@@ -296,3 +298,20 @@ def test_compare_seeds_pairs_by_seed_and_reads_the_rule():
     assert out["MSE"]["sd"] == pytest.approx(np.std([base[s].mean() for s in range(3)], ddof=1))
     with pytest.raises(ValueError, match="not among"):
         compare_seeds(scores, "InfoNCE")
+
+
+def test_robustness_rows_compare_each_loss_with_mse_of_its_setting():
+    rng = np.random.default_rng(1)
+    scores = {"CIDEr": {}}
+    for setting, gain in (("clean", 0.0), ("lapsed", 20.0)):
+        for s in range(3):
+            base = rng.normal(50, 10, 300)
+            scores["CIDEr"][(setting, "MSE", s)] = base
+            scores["CIDEr"][(setting, "MSE+OT", s)] = base + gain + rng.normal(0, 5, 300)
+    rows = {(r["Setting"], r["Loss"]): r for r in robustness_rows(scores, n_boot=200)}
+    assert rows[("lapsed", "MSE+OT")]["Verdict"] == "holds" and rows[("clean", "MSE+OT")]["Verdict"] == "inconclusive"
+    assert rows[("lapsed", "MSE")]["Verdict"] == "(baseline)" and rows[("lapsed", "MSE")]["Diff. vs MSE"] is None
+    assert abs(rows[("lapsed", "MSE+OT")]["Diff. vs MSE"] - 20) < 2 and rows[("lapsed", "MSE+OT")]["Seeds"] == "0,1,2"
+    line = verdict_line(rows[("lapsed", "MSE+OT")])
+    assert line.startswith("lapsed") and "MSE+OT" in line and line.rstrip().endswith("holds")
+    assert verdict_line(rows[("clean", "MSE")]).rstrip().endswith(f"± {rows[('clean', 'MSE')]['SD']:4.1f}")
