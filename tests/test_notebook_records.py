@@ -150,7 +150,8 @@ def test_nbval_run_checks_each_cells_records(tmp_path):
                                "--nbval-current-env", "-p", "no:cacheprovider", "-q", str(path)],
                               cwd=ROOT, capture_output=True, text=True)
 
-    ok = run(notebook(10.0, 10.2))  # within top1's 0.4
+    tol = TOLERANCES["top1"].abs
+    ok = run(notebook(10.0, 10.0 + tol / 2))
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    moved = run(notebook(10.0, 11.0))
+    moved = run(notebook(10.0, 10.0 + 2 * tol))
     assert moved.returncode == 1 and "left their tolerance" in moved.stdout and "top-1/model" in moved.stdout, moved.stdout
