@@ -20,6 +20,7 @@ is that of the per-image mean and is shown beside the corpus score.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import tempfile
@@ -111,6 +112,21 @@ def _meteor():
     return _METEOR
 
 
+def _tokenized_references(references: list[list[str]]) -> dict:
+    """The PTB-tokenized references, ``{i: [tokenized caption, ...]}``. A notebook scores many
+    models against the same references: they are tokenized once (a Java start-up per call)."""
+    frozen = tuple(tuple(refs) for refs in references)
+    return {i: list(refs) for i, refs in _tokenize_frozen(frozen).items()}  # a copy: callers may not share lists
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenize_frozen(references: tuple[tuple[str, ...], ...]) -> dict:
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    with _java_chatter_captured():
+        return PTBTokenizer().tokenize({i: [{"caption": r} for r in refs] for i, refs in enumerate(references)})
+
+
 def caption_scores(predictions: list[str], references: list[list[str]], *, spice: str | bool = "auto") -> dict:
     """Corpus and per-image caption metrics (x 100).
 
@@ -135,10 +151,9 @@ def caption_scores(predictions: list[str], references: list[list[str]], *, spice
     use_spice = spice_available() if spice == "auto" else bool(spice)
     if use_spice and not spice_available():
         raise FileNotFoundError("SPICE was requested but its Stanford CoreNLP jars are missing (see spice_available)")
-    tok = PTBTokenizer()
+    gts = _tokenized_references(references)
     with _java_chatter_captured():
-        gts = tok.tokenize({i: [{"caption": r} for r in refs] for i, refs in enumerate(references)})
-        res = tok.tokenize({i: [{"caption": p}] for i, p in enumerate(predictions)})
+        res = PTBTokenizer().tokenize({i: [{"caption": p}] for i, p in enumerate(predictions)})
     corpus, per_image = {}, {}
     bleu, bleu_each = Bleu(4).compute_score(gts, res, verbose=0)
     for k in range(4):
@@ -176,10 +191,9 @@ def cider_per_image(predictions: dict, references: list[list[str]]) -> dict:
         _check_captions(predictions[name], references)
     require_java()
     n = len(references)
-    tok = PTBTokenizer()
+    gts = _tokenized_references(references)
     with _java_chatter_captured():
-        gts = tok.tokenize({i: [{"caption": r} for r in refs] for i, refs in enumerate(references)})
-        res = tok.tokenize({(k, i): [{"caption": p}] for k, name in enumerate(names) for i, p in enumerate(predictions[name])})
+        res = PTBTokenizer().tokenize({(k, i): [{"caption": p}] for k, name in enumerate(names) for i, p in enumerate(predictions[name])})
     out = {}
     for k, name in enumerate(names):
         _, each = Cider().compute_score(gts, {i: res[(k, i)] for i in range(n)})

@@ -218,3 +218,14 @@ def test_missing_java_says_how_to_install_it(monkeypatch):
         metrics.require_java()
     with pytest.raises(RuntimeError, match="need Java"):
         caption_scores(["a dog"], [["a dog"]])
+
+
+def test_references_are_tokenized_once_and_each_caller_gets_its_own_copy():
+    from otnsd.metrics import _tokenize_frozen, _tokenized_references
+
+    refs = [["A dog runs.", "a dog, running"], ["Two cats!"]]
+    first = _tokenized_references(refs)
+    first[0].append("changed by a caller")
+    hits = _tokenize_frozen.cache_info().hits
+    assert _tokenized_references(refs) == {0: ["a dog runs", "a dog running"], 1: ["two cats"]}
+    assert _tokenize_frozen.cache_info().hits == hits + 1
