@@ -13,6 +13,8 @@
   :func:`perturbation_importance` (Fig. 4's two measures).
 - :mod:`~otnsd.analysis.embeddings` (notebooks 05, 07): :func:`probe_r2`, :func:`probe_interaction`,
   :func:`project_embeddings` (PCA / UMAP), :func:`separation`.
+- :mod:`~otnsd.analysis.information` (notebook 05): :func:`gaussian_mi` and the partial-information
+  decomposition :func:`pid` / :func:`pid_matrix` (redundant, unique, synergistic information).
 - :mod:`~otnsd.analysis.compare` (notebooks 03, 04, 08): :func:`mean_gain`, :func:`lambda_robustness`,
   :func:`quoted_gain`, :func:`seed_paired_difference`, :func:`verdict` (the rule for verdicts) and
   :func:`compare_seeds` (every model family against a baseline over seeds).
@@ -23,6 +25,7 @@ from .alignment import (correlation_matrix, diagonal_contrast, match_spread, pla
 from .compare import compare_seeds, lambda_robustness, mean_gain, quoted_gain, seed_paired_difference, verdict
 from .embeddings import probe_interaction, probe_r2, project_embeddings, separation
 from .importance import gradient_saliency, perturbation_importance
+from .information import gaussian_mi, pid, pid_matrix, reduce_dims
 from .regions import interaction_matrix, planted_pair_ranks, rank_agreement, rank_pairs, region_subsets, valid_voxels
 from .theory import entropic_error, ot_mse_check
 
@@ -32,5 +35,6 @@ __all__ = [
     "valid_voxels", "interaction_matrix", "region_subsets", "rank_pairs", "planted_pair_ranks", "rank_agreement",
     "mean_gain", "lambda_robustness", "quoted_gain", "seed_paired_difference", "verdict", "compare_seeds",
     "gradient_saliency", "perturbation_importance",
+    "gaussian_mi", "pid", "pid_matrix", "reduce_dims",
     "probe_r2", "probe_interaction", "project_embeddings", "separation",
 ]
