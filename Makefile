@@ -7,7 +7,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 # trained models are cached here and shared by all notebooks (and by `make test`)
 export OTNSD_RUNS ?= $(CURDIR)/runs
 
-.PHONY: help venv figures test test-browser test-fast test-other-cpu notebooks bench clean
+.PHONY: help venv figures test test-browser test-fast test-other-cpu notebooks bench gpu-check clean
 
 help:
 	@echo "make figures    run notebooks 01-08 headlessly (papermill), refreshing them and figures/"
@@ -17,6 +17,7 @@ help:
 	@echo "make test-other-cpu  the notebook regression re-trained under two proxies for another CPU (~40 min)"
 	@echo "make notebooks  the same as make figures"
 	@echo "make bench      speed benchmarks (benchmarks/)"
+	@echo "make gpu-check  on a CUDA machine: benchmarks, CUDA tests, goals (<= 8 min; report in gpu_check/)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -66,6 +67,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_ot.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_cost.py
+
+# On a CUDA machine: versions, bench_ot/bench_train on the GPU, the CUDA-only tests, the goals table.
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py --out $${GPU_CHECK_OUT:-gpu_check}
 
 clean:
 	rm -rf .pytest_cache

@@ -8,11 +8,13 @@ relative error of the loss against the exact one. Repeats interleave the solvers
     python benchmarks/bench_ot.py                 # CPU, the default sizes
     python benchmarks/bench_ot.py --device cuda   # on a GPU
     python benchmarks/bench_ot.py --quick         # small sizes, a smoke test
+    python benchmarks/bench_ot.py --device cuda --profile --json out.json   # + where the time goes, + JSON
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import random
 import statistics
@@ -84,6 +86,7 @@ def run_case(level, shape, lam, device, repeats, seed=0):
             fn().backward()
         return go
 
+    peak_gpu_mib(device)  # reset: each problem reports its own peak
     with torch.no_grad():
         exact_value = float(partial_ot_loss(x, y, lam, level=level, solver="exact"))
     kinds = ("POT partial_wasserstein2", "exact", "sinkhorn", "auto", "mse")
@@ -109,12 +112,17 @@ def main():
     p.add_argument("--lam", type=float, default=0.5)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="small sizes only")
+    p.add_argument("--sample-sizes", default="64,256,1024", help="N of the sample-level problems (D = 768)")
+    p.add_argument("--json", default=None, help="also write the table to this JSON file")
+    p.add_argument("--profile", action="store_true",
+                   help="then profile the last problem's auto solver (torch.profiler): where its time goes")
     args = p.parse_args()
     device = torch.device(args.device)
     if args.quick:
         cases = [("sample", (64, 768)), ("token", (8, 64, 128))]
     else:
-        cases = [("sample", (64, 768)), ("sample", (256, 768)), ("sample", (1024, 768)), ("token", (64, 256, 1024))]
+        sizes = [int(n) for n in args.sample_sizes.split(",")]
+        cases = [*(("sample", (n, 768)) for n in sizes), ("token", (64, 256, 1024))]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(f"device: {device} ({name}), torch {torch.__version__}, POT {ot.__version__}, "
           f"{torch.get_num_threads()} CPU threads, lam = {args.lam}, float32 inputs, forward + backward")
@@ -122,12 +130,57 @@ def main():
     header = "| problem | solver | ms | speed-up vs POT | x MSE time | rel. error vs exact |"
     print(header)
     print("|---|---|---:|---:|---:|---:|")
+    rows = []
     for level, shape in cases:
         # millisecond-scale problems need many repeats for a stable median
         size = np.prod(shape)
         reps = args.repeats * 10 if size < 10**6 else args.repeats if size < 10**7 else max(1, args.repeats // 2)
-        for label, kind, ms, vs_pot, vs_mse, err in run_case(level, shape, args.lam, device, reps):
-            print(f"| {label} | {kind} | {ms:.1f} | {vs_pot:.2f} | {vs_mse:.0f} | {err} |")
+        if level == "sample" and shape[0] > 1024:
+            reps = 1  # the exact solvers take seconds per call there
+        case = run_case(level, shape, args.lam, device, reps)
+        peak = peak_gpu_mib(device)  # all solvers of this problem together
+        for label, kind, ms, vs_pot, vs_mse, err in case:
+            print(f"| {label} | {kind} | {ms:.1f} | {vs_pot:.2f} | {vs_mse:.0f} | {err} |", flush=True)
+            rows.append({"problem": label, "level": level, "shape": list(shape), "solver": kind, "ms": ms,
+                         "speedup_vs_pot": vs_pot, "x_mse_time": vs_mse, "rel_error": err, "peak_gpu_mib": peak})
+    if device.type == "cuda":
+        print("\npeak GPU memory (MiB) over each problem: " + ", ".join(
+            f"{label} {mib:.0f}" for label, mib in dict((r["problem"], r["peak_gpu_mib"]) for r in rows).items()))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": str(device), "device_name": name, "lam": args.lam, "rows": rows}, f, indent=1)
+    if args.profile:
+        level, shape = cases[-1]
+        print(f"\nprofile: auto solver, {level} level {tuple(shape)}, forward + backward, 3 calls")
+        print(profile_table(level, shape, args.lam, device))
+
+
+def peak_gpu_mib(device) -> float | None:
+    """Peak GPU memory since the last call (MiB), then reset; None on a CPU."""
+    if device.type != "cuda":
+        return None
+    peak = torch.cuda.max_memory_allocated(device) / 2**20
+    torch.cuda.reset_peak_memory_stats(device)
+    return peak
+
+
+def profile_table(level, shape, lam, device, rows=15) -> str:
+    """torch.profiler's operators by self time for the auto solver's forward + backward."""
+    from torch.profiler import ProfilerActivity, profile
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(shape, generator=g)
+    x = (y + torch.randn(shape, generator=g)).to(device).requires_grad_(True)
+    y = y.to(device)
+    partial_ot_loss(x, y, lam, level=level, solver="auto").backward()  # warm-up
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(3):
+            x.grad = None
+            partial_ot_loss(x, y, lam, level=level, solver="auto").backward()
+        _sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows)
 
 
 if __name__ == "__main__":

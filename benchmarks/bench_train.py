@@ -5,11 +5,14 @@ losses interleaved in shuffled order. Goal: OT costs at most 25% more per step t
 at the default settings (small preset, batch 64, sample level, lambda 0.5).
 
     python benchmarks/bench_train.py [--steps 30] [--batch-size 64] [--device cpu]
+    python benchmarks/bench_train.py --device cuda --preset paper --voxels 15724   # UMBRAE's sizes
+    python benchmarks/bench_train.py --losses "mse,ot auto" --json out.json        # a subset, kept as JSON
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import random
 import statistics
@@ -17,7 +20,7 @@ import time
 
 import torch
 
-from otnsd.model import BrainEncoder, EncoderConfig
+from otnsd.model import PRESETS, BrainEncoder, EncoderConfig
 from otnsd.ot import get_loss
 
 LOSSES = {
@@ -26,6 +29,7 @@ LOSSES = {
     "ot sinkhorn": {"ot": {"lam": 0.5, "solver": "sinkhorn"}},
     "ot auto": {"ot": {"lam": 0.5, "solver": "auto"}},
     "ot token (released code)": {"ot": {"lam": 0.5, "level": "token", "cost": "euclidean"}},
+    "ot token (squared cost)": {"ot": {"lam": 0.5, "level": "token"}},
     "mse + ot": {"mse": {}, "ot": {"lam": 0.5}},
 }
 
@@ -36,14 +40,21 @@ def main():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--voxels", type=int, default=3931, help="subject 1 at the simulator's default scale")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="encoder size (otnsd.model.PRESETS)")
+    p.add_argument("--losses", default=",".join(LOSSES), help=f"comma-separated, from: {', '.join(LOSSES)}")
+    p.add_argument("--json", default=None, help="also write the table to this JSON file")
     args = p.parse_args()
+    names = [k.strip() for k in args.losses.split(",") if k.strip()]
+    unknown = [k for k in names if k not in LOSSES]
+    if unknown or "mse" not in names:
+        p.error(f"--losses must include mse (the reference) and only name known losses; unknown: {unknown}")
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = BrainEncoder(EncoderConfig.preset("small", {1: args.voxels})).to(device)
+    model = BrainEncoder(EncoderConfig.preset(args.preset, {1: args.voxels})).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randn(args.batch_size, args.voxels, device=device)
     y = torch.randn(args.batch_size, model.cfg.n_tokens, model.cfg.dim, device=device)
-    losses = {k: get_loss(v) for k, v in LOSSES.items()}
+    losses = {k: get_loss(LOSSES[k]) for k in names}
 
     def step(loss_fn):
         loss = loss_fn(model(x, 1), y)
@@ -65,14 +76,21 @@ def main():
             step(losses[k])
             times[k].append(time.perf_counter() - t)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"device: {device} ({platform.machine()}), torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"small preset ({model.n_parameters():,} parameters), {args.voxels} voxels, batch {args.batch_size}, "
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
+    print(f"device: {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"{args.preset} preset ({model.n_parameters():,} parameters), {args.voxels} voxels, batch {args.batch_size}, "
           f"{args.steps} steps each, median step time")
     print()
     print("| loss | ms / step | samples / s | step time vs MSE |")
     print("|---|---:|---:|---:|")
+    rows = []
     for k, t in med.items():
+        rows.append({"loss": k, "ms_per_step": 1e3 * t, "samples_per_s": args.batch_size / t, "vs_mse": t / med["mse"]})
         print(f"| {k} | {1e3 * t:.1f} | {args.batch_size / t:.0f} | {t / med['mse']:.2f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": str(device), "device_name": name, "preset": args.preset, "batch_size": args.batch_size,
+                       "voxels": args.voxels, "steps": args.steps, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ import torch.distributed as dist
 
 
 def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    """Inside a process group (a ``torchrun`` launch, one process included: its DDP all-reduces
+    and barriers then run over NCCL or gloo as with several)."""
+    return dist.is_available() and dist.is_initialized()
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -33,11 +35,13 @@ def rank_and_world() -> tuple[int, int]:
 def init_from_env() -> torch.device:
     """Join the process group that ``torchrun`` describes in the environment (``WORLD_SIZE``,
     ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``/``PORT``): NCCL on GPUs, gloo on CPUs. Returns the
-    device this process should train on. A plain ``python`` run (no ``WORLD_SIZE``) stays single."""
+    device this process should train on. A plain ``python`` run stays single; a ``torchrun`` launch
+    joins even with one process (so that one GPU checks the NCCL path)."""
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     cuda = torch.cuda.is_available()
     device = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
-    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized():
+    launched = "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", 1)) > 1
+    if launched and not dist.is_initialized():
         if cuda:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if cuda else "gloo")

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -278,6 +279,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     config = json.loads(Path(args.config).read_text() if Path(args.config).is_file() else args.config)
     device = dd.init_from_env()
+    if dd.is_distributed() and dd.rank_and_world()[0] == 0:
+        print(f"process group: {torch.distributed.get_backend()}, {dd.rank_and_world()[1]} processes", file=sys.stderr)
     try:
         result = fit(TrainConfig(**config), load_dataset(args.dataset, **json.loads(args.data)), args.runs_dir,
                      progress=not args.no_progress, device=device)

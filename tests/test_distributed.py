@@ -14,12 +14,12 @@ from otnsd.ot import get_loss
 from otnsd.train import TrainConfig, fit
 
 HERE = Path(__file__).resolve().parent
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 
 
-def _torchrun(args, tmp_path):
+def _torchrun(args, tmp_path, nproc=2):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
-    proc = subprocess.run(TORCHRUN + args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    proc = subprocess.run(torchrun + args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -59,12 +59,15 @@ TINY = dict(seed=2, n_train=96, n_test=8, voxel_scale=0.02, n_tokens=4, dim=8, s
 NET = {"width": 16, "n_voxel_tokens": 4, "depth": 1, "heads": 2, "dim_head": 8}
 
 
-@pytest.mark.parametrize("subjects", [[1], [1, 2]], ids=["single", "cross"])
-def test_torchrun_training_matches_one_process(tmp_path, subjects):
+@pytest.mark.parametrize("subjects,nproc", [([1], 2), ([1, 2], 2), ([1], 1)], ids=["single", "cross", "one-process"])
+def test_torchrun_training_matches_one_process(tmp_path, subjects, nproc):
+    """Two processes, and one process in a process group (DDP over a group of one: the path a
+    single GPU takes through NCCL in benchmarks/gpu_check.py), train what one plain process does."""
     config = {"subjects": subjects, "loss": {"mse": {}, "ot": {"lam": 0.5}}, "epochs": 2, "batch_size": 16,
               "val_images": 16, "encoder": NET}
     proc = _torchrun(["-m", "otnsd.train", "--data", json.dumps(TINY), "--config", json.dumps(config),
-                      "--runs-dir", str(tmp_path / "ddp"), "--no-progress"], tmp_path)
+                      "--runs-dir", str(tmp_path / "ddp"), "--no-progress"], tmp_path, nproc)
+    assert f"process group: gloo, {nproc} processes" in proc.stderr
     run = Path(proc.stdout.strip().splitlines()[-1])
     assert run.parent == tmp_path / "ddp" / "train" and (run / "DONE").exists()
     ddp_weights = torch.load(run / "encoder.pt", weights_only=False)["state_dict"]

@@ -433,6 +433,7 @@ def test_eps_scaling_keeps_mass_in_float32(monkeypatch, step):
     assert float((P.double() * C.double()).sum()) == pytest.approx(exact, rel=1e-3)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_sinkhorn_on_gpu_matches_cpu():
     C = _rand_cost(64, 64, seed=9, batch=3, dtype=torch.float32)
