@@ -45,6 +45,7 @@ PARAMETERS = {
     "clip_features": Parameter(None, "CLIP ViT-L/14 features of the NSD images (HDF5 from otnsd.features.extract_features)"),
     "seed": Parameter(0, "seed of the simulated NSD and of every training run"),
     "difficulty": Parameter("nsd", '"nsd" (noise calibrated to the paper\'s MSE/ceiling CIDEr on real NSD) or "easy" (the simulator\'s defaults); simulator only, real NSD is "nsd" by definition'),
+    "control": Parameter("none", '"none", or a control simulator: "null" (no synergy, no redundancy, regions about equally important) or "permuted" (codes moved between regions); simulator only'),
     "preset": Parameter("small", 'encoder size: "small" (CPU) or "paper" (UMBRAE\'s, with real CLIP features)'),
     "subject": Parameter(1, "single-subject models train and every model is evaluated on this subject"),
     "lam": Parameter(0.5, "OT mass ratio λ (the released code's default m_ratio)"),
@@ -453,10 +454,11 @@ class Experiment:
 def _open(ex: Experiment, subjects=None, **options):
     """The dataset of the experiment's shared parameters, with simulator ``options`` on top."""
     if ex.dataset == "simulated":
-        options = {"difficulty": ex.difficulty, **options}
-    elif ex.difficulty != "nsd" or options:
-        raise ValueError(f"difficulty={ex.difficulty!r} and corrupted trials are simulator settings: use "
-                         "dataset='simulated', or leave difficulty at 'nsd' (real NSD is as hard as it is)")
+        options = {"difficulty": ex.difficulty, "control": ex.control, **options}
+    elif ex.difficulty != "nsd" or ex.control != "none" or options:
+        raise ValueError(f"difficulty={ex.difficulty!r}, control={ex.control!r} and corrupted trials are simulator "
+                         "settings: use dataset='simulated', or leave difficulty at 'nsd' (real NSD is as hard as it "
+                         "is) and control at 'none'")
     return open_dataset(ex.dataset, seed=ex.seed, root=ex.data_root, features=ex.clip_features, subjects=subjects,
                         **options)
 

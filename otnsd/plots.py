@@ -37,10 +37,11 @@ def use_style() -> None:
 
 
 def simulated_note(ax, dataset) -> None:
-    """Label an axes as computed on simulated data (when it was)."""
+    """Label an axes as computed on simulated data (when it was), naming a control simulator."""
     if getattr(dataset, "simulated", False):
-        ax.text(0.99, 0.01, "simulated data", transform=ax.transAxes, ha="right", va="bottom",
-                fontsize=7, color="0.4")
+        control = getattr(getattr(dataset, "cfg", None), "control", "none")
+        note = "simulated data" + ("" if control == "none" else f", {control} control")
+        ax.text(0.99, 0.01, note, transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.4")
 
 
 def savefig(fig, name: str, fig_dir: str | os.PathLike | None = None) -> list[Path]:

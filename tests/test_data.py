@@ -399,3 +399,38 @@ def test_patch_tokens_put_objects_faces_text_in_random_slots():
         SimulatedNSD(token_layout="grid", **tiny)
     with pytest.raises(ValueError, match="n_tokens >= 6"):
         SimulatedNSD(token_layout="patches", n_tokens=4, **tiny)
+
+
+def test_control_simulators_plant_what_they_say():
+    """control="null": no synergy, no redundancy, regions of about equal importance; "permuted":
+    the default's codes in other regions (importance, synergy and redundancy move with them), the
+    same images."""
+    tiny = dict(seed=0, n_train=1000, n_test=100, voxel_scale=0.02)
+    default, null, permuted = (SimulatedNSD(**tiny, control=c) for c in ("none", "null", "permuted"))
+    assert "control" not in default.config() and null.config()["control"] == "null"
+
+    gt = null.ground_truth
+    assert gt.synergistic == {} and gt.redundant == {}
+    imp = gt.region_importance
+    assert max(imp.values()) < 1.6 * min(imp.values())  # default: Place 8x Vision
+    codes = null.region_codes(np.arange(null.n_images))
+    action = null.factor_codes(np.arange(null.n_images), "action")
+    assert _r2(codes["Body"], action) > 0.99 and _r2(codes["Vision"], action) < 0.01  # no mask to undo
+    people = null.factor_codes(np.arange(null.n_images), "people")
+    assert _r2(codes["Face"], people[:, 1:]) < 0.7  # presence no longer in Face's code (faces imply it in part)
+    assert _r2(codes["Other"], null.factor_codes(np.arange(null.n_images), "place")) < 0.5  # nor place in Other's
+    assert null.stimulus_fingerprint != default.stimulus_fingerprint  # the embedding's weights changed
+
+    gt = permuted.ground_truth
+    assert gt.importance_ranking()[0] == "Vision" and gt.importance_ranking()[-1] == "Place"
+    assert gt.synergistic == {"action": ("Body", "Place")}
+    assert gt.redundant == {"people presence": ("Word", "Body"), "place": ("Vision", "Other")}
+    ids = np.arange(50)
+    moved, before = permuted.region_codes(ids), default.region_codes(ids)
+    for region, role in {"Vision": "Place", "Place": "Vision", "Face": "Word", "Word": "Face", "Body": "Body"}.items():
+        np.testing.assert_array_equal(moved[region], before[role])
+    assert permuted.stimulus_fingerprint == default.stimulus_fingerprint  # the captioner is shared
+    np.testing.assert_array_equal(permuted.image_embeddings(ids), default.image_embeddings(ids))
+    assert permuted.subject(1).train_voxels.shape == default.subject(1).train_voxels.shape
+    with pytest.raises(ValueError, match="control must be one of"):
+        SimulatedNSD(**tiny, control="shuffled")

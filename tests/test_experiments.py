@@ -277,8 +277,12 @@ def test_with_data_and_the_difficulty_parameter():
     assert setup({"seed": 0}).data.fingerprint == ex.data.fingerprint  # the notebooks' default
     scores = ex.retrieval({"truth": ex.data.image_embeddings(ex.ids)})
     assert scores["truth"]["top1"].mean() == 100 and scores["truth"]["top1_pooled"].shape == (len(ex.ids),)
-    with pytest.raises(ValueError, match="difficulty='easy' and corrupted trials are simulator settings"):
+    with pytest.raises(ValueError, match="difficulty='easy', control='none' and corrupted trials are simulator settings"):
         setup({"dataset": "nsd", "difficulty": "easy"})
+    with pytest.raises(ValueError, match="control='null'"):
+        setup({"dataset": "nsd", "control": "null"})
+    null = setup({"seed": 0, "control": "null"})
+    assert null.data.cfg.control == "null" and null.data.cfg.code_noise == 3.0 and "null control" in null.data.label
 
 
 def test_compare_seeds_pairs_by_seed_and_reads_the_rule():

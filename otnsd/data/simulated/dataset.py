@@ -51,6 +51,13 @@ class SimConfig:
     # image (the brain encodes what, not where), 3 further slots per image hold detail that no
     # region encodes, and the scene's other factors fill the remaining slots.
     token_layout: str = "global"
+    # Control simulators, to test the analyses where the answer is not the default's planted one.
+    # "null": no synergy, no redundancy, regions of about equal importance (each region encodes its
+    # own factors, and the embedding weighs each region's factors alike). "permuted": the default's
+    # codes moved to other regions (PERMUTED_ROLES): Vision encodes place (now the most important),
+    # Place the low-level features and the mask (the least), Face and Word swap; the synergy moves
+    # to Body + Place and the redundancies to Word + Body and Vision + Other. Images are unchanged.
+    control: str = "none"
 
     def __post_init__(self):
         bad = [s for s in self.subjects if s not in NSDGENERAL_VOXELS]
@@ -71,6 +78,8 @@ class SimConfig:
             raise ValueError(f"lapse_kind must be 'noise' or 'other'; got {self.lapse_kind!r}")
         if self.token_layout not in ("global", "patches"):
             raise ValueError(f"token_layout must be 'global' or 'patches'; got {self.token_layout!r}")
+        if self.control not in CONTROLS:
+            raise ValueError(f"control must be one of {', '.join(map(repr, CONTROLS))}; got {self.control!r}")
         if self.token_layout == "patches" and self.n_tokens < len(PATCH_FACTORS) + DETAIL_TOKENS:
             raise ValueError(f"token_layout='patches' needs n_tokens >= {len(PATCH_FACTORS) + DETAIL_TOKENS}; "
                              f"got {self.n_tokens}")
@@ -78,7 +87,13 @@ class SimConfig:
 
 # fields whose default is left out of the dataset's config, so that adding them moved no fingerprint
 _CORRUPTION_DEFAULTS = {"lapse_rate": 0.0, "lapse_kind": "noise", "mislabel_rate": 0.0}
-_OPTIONAL_DEFAULTS = {**_CORRUPTION_DEFAULTS, "token_layout": "global"}
+_OPTIONAL_DEFAULTS = {**_CORRUPTION_DEFAULTS, "token_layout": "global", "control": "none"}
+CONTROLS = ("none", "null", "permuted")
+# control="permuted": region -> the default region whose code it encodes
+PERMUTED_ROLES = {"Vision": "Place", "Place": "Vision", "Face": "Word", "Word": "Face", "Body": "Body", "Other": "Other"}
+# control="null": each region's factors weigh alike in the embedding (sum of squared weights 1 per region)
+NULL_EMBEDDING_WEIGHTS = {"place": 1.0, "objects": 1.0, "color": math.sqrt(0.5), "people": math.sqrt(0.5),
+                          "action": math.sqrt(0.5), "faces": 1.0, "text": 1.0, "lowlevel": math.sqrt(0.5)}
 # token_layout="patches": the factors that become one token each, and the undecodable detail tokens
 PATCH_FACTORS = ("objects", "faces", "text")
 DETAIL_TOKENS = 3
@@ -108,6 +123,14 @@ class GroundTruth:
         return sorted(self.region_importance, key=self.region_importance.get, reverse=True)
 
 
+_NULL_REGION_FACTORS = {
+    "Vision": ("lowlevel", "color"),
+    "Place": ("place",),
+    "Face": ("faces",),
+    "Body": ("people", "action"),
+    "Word": ("text",),
+    "Other": ("objects",),
+}
 _REGION_FACTORS = {
     "Vision": ("lowlevel", "mask", "color"),
     "Place": ("place",),
@@ -136,7 +159,9 @@ class SimulatedNSD(BrainImageDataset):
     ((2400, 3, 3931), (500, 16, 64))
     """
 
-    label = "simulated NSD"
+    @property
+    def label(self) -> str:
+        return "simulated NSD" + ("" if self.cfg.control == "none" else f" ({self.cfg.control} control)")
     simulated = True
 
     def __init__(self, seed: int = 0, **kwargs):
@@ -151,7 +176,7 @@ class SimulatedNSD(BrainImageDataset):
         self._std = {k: np.where(v.std(0) > 0, v.std(0), 1.0) for k, v in raw.items()}
         self._codes = {k: (raw[k] - self._mean[k]) / self._std[k] for k in raw}
         self._mask = rng.normal(0, _MASK_STD, size=(self.n_images, _MASK_DIM))
-        self._encoder = _RandomImageEncoder(np.random.default_rng([c.seed, 1]), c)
+        self._encoder = _RandomImageEncoder(np.random.default_rng([c.seed, 1]), c, self._embedding_weights)
         detail = np.random.default_rng([c.seed, 2]).normal(0, c.detail_noise, (self.n_images, c.n_tokens, c.dim))
         self.patch_slots = None  # token_layout="patches": (n_images, 3 + 3) slots of the patches, then of the detail
         if c.token_layout == "patches":
@@ -187,6 +212,8 @@ class SimulatedNSD(BrainImageDataset):
     @property
     def stimulus_fingerprint(self) -> str:
         stimuli = {k: v for k, v in self.config().items() if k not in _BRAIN_FIELDS}
+        if stimuli.get("control") == "permuted":  # moves codes between regions: the images stay
+            del stimuli["control"]
         return hashlib.sha256(json.dumps(stimuli, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def image_embeddings(self, image_ids) -> np.ndarray:
@@ -243,8 +270,12 @@ class SimulatedNSD(BrainImageDataset):
         """Noiseless code each region encodes for each image (what its voxels mix)."""
         ids = self._ids(image_ids)
         c, m = self._codes, self._mask[ids] / _MASK_STD
+        if self.cfg.control == "null":  # each factor in one region, no mask, no shared presence
+            return {"Vision": np.hstack([c["lowlevel"][ids], c["color"][ids]]), "Place": c["place"][ids],
+                    "Face": c["faces"][ids], "Body": np.hstack([c["people"][ids], c["action"][ids]]),
+                    "Word": c["text"][ids], "Other": c["objects"][ids]}
         people_presence = c["people"][ids][:, 1:2]
-        return {
+        codes = {
             "Vision": np.hstack([c["lowlevel"][ids], m, 0.4 * c["color"][ids]]),
             "Place": c["place"][ids],
             "Face": np.hstack([c["faces"][ids], people_presence]),
@@ -252,6 +283,9 @@ class SimulatedNSD(BrainImageDataset):
             "Word": c["text"][ids],
             "Other": np.hstack([c["objects"][ids], 0.4 * c["place"][ids]]),
         }
+        if self.cfg.control == "permuted":
+            return {r: codes[PERMUTED_ROLES[r]] for r in codes}
+        return codes
 
     def area_sizes(self, subject: int) -> dict[str, int]:
         """Voxels per area for a subject at this dataset's ``voxel_scale``."""
@@ -280,9 +314,10 @@ class SimulatedNSD(BrainImageDataset):
         train_ids, test_ids = self.train_image_ids(subject), self.test_image_ids
 
         regions = np.array([AREA_REGION[a] for a in area])
+        code_dims = {r: v.shape[1] for r, v in self.region_codes(train_ids[:1]).items()}
         mixing = {}
         for r in REGIONS:
-            k = BLOCK_DIM_OF_REGION[r]
+            k = code_dims[r]
             n_r = int((regions == r).sum())
             W = rng.normal(0, 1 / math.sqrt(k), size=(k, n_r))
             gain = rng.uniform(0.3, 1.0, size=n_r)
@@ -336,13 +371,27 @@ class SimulatedNSD(BrainImageDataset):
     # ------------------------------------------------------------------------------ truth
     @cached_property
     def ground_truth(self) -> GroundTruth:
+        factors = dict(_REGION_FACTORS)
+        redundant = {"people presence": ("Face", "Body"), "place": ("Place", "Other")}
+        synergistic = {"action": ("Body", "Vision")}
+        if self.cfg.control == "null":
+            factors, redundant, synergistic = dict(_NULL_REGION_FACTORS), {}, {}
+        elif self.cfg.control == "permuted":
+            region_of = {role: r for r, role in PERMUTED_ROLES.items()}  # default region -> where its code went
+            factors = {r: _REGION_FACTORS[PERMUTED_ROLES[r]] for r in REGIONS}
+            redundant = {f: tuple(region_of[r] for r in pair) for f, pair in redundant.items()}
+            synergistic = {f: tuple(region_of[r] for r in pair) for f, pair in synergistic.items()}
         return GroundTruth(
-            region_factors=dict(_REGION_FACTORS),
-            redundant={"people presence": ("Face", "Body"), "place": ("Place", "Other")},
-            synergistic={"action": ("Body", "Vision")},
-            embedding_weights=dict(EMBEDDING_WEIGHTS),
+            region_factors=factors,
+            redundant=redundant,
+            synergistic=synergistic,
+            embedding_weights=dict(self._embedding_weights),
             region_importance=self._shapley_importance(),
         )
+
+    @cached_property
+    def _embedding_weights(self) -> dict[str, float]:
+        return NULL_EMBEDDING_WEIGHTS if self.cfg.control == "null" else EMBEDDING_WEIGHTS
 
     def _shapley_importance(self, n: int = 4000) -> dict[str, float]:
         """Shapley value, over regions, of the embedding variance their test responses explain.
@@ -388,7 +437,8 @@ class SimulatedNSD(BrainImageDataset):
 
     # ------------------------------------------------------------------------------ helpers
     def _weighted_code(self, codes: dict[str, np.ndarray], leave_out=()) -> np.ndarray:
-        return np.hstack([(k not in leave_out) * EMBEDDING_WEIGHTS[k] * codes[k] / math.sqrt(w) for k, w in BLOCKS.items()])
+        weights = self._embedding_weights
+        return np.hstack([(k not in leave_out) * weights[k] * codes[k] / math.sqrt(w) for k, w in BLOCKS.items()])
 
     def _tokens(self, codes: dict[str, np.ndarray], slots=None, layout_rng=None) -> np.ndarray:
         """(n, T, D) tokens of factor codes; ``slots`` (token_layout="patches"): where each image's
@@ -437,9 +487,9 @@ class _PatchEncoder:
 class _RandomImageEncoder:
     """Fixed random two-layer tanh network: factor code -> (T, D) tokens."""
 
-    def __init__(self, rng: np.random.Generator, c: SimConfig):
+    def __init__(self, rng: np.random.Generator, c: SimConfig, weights: dict[str, float]):
         z_dim = sum(BLOCKS.values())
-        z_var = sum(w**2 for w in EMBEDDING_WEIGHTS.values())
+        z_var = sum(w**2 for w in weights.values())
         self.A = rng.normal(0, 1.0 / math.sqrt(z_var), size=(z_dim, c.hidden))
         self.bias = rng.normal(0, 0.3, size=c.hidden)
         self.B = rng.normal(0, 1.0 / math.sqrt(c.hidden), size=(c.hidden, c.n_tokens * c.dim))
