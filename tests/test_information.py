@@ -121,3 +121,18 @@ def test_one_hot_targets_and_constant_sources():
     assert P["mi"][0] > 0.3 and abs(P["mi"][1]) < 0.02
     with pytest.raises(ValueError, match="constant"):
         reduce_dims(np.ones((10, 3)))
+
+
+def test_mmi_reads_a_weaker_source_as_synergy_and_two_unique_sources_as_redundant():
+    """The known limits of the minimum-mutual-information redundancy, pinned so the README's
+    reading of it stays true: synergy is I(A,B;T) - max(I(A;T), I(B;T)) (the weaker source never
+    has unique information), so two noisy copies of one signal show synergy; and with a 2-d target
+    whose halves two sources carry apart, MMI reports redundancy where there is none."""
+    n = 20000
+    s = _normal(40, n)
+    copies = pid(s + _normal(41, n), s + _normal(42, n), s)
+    assert copies["synergy"] == pytest.approx(copies["joint"] - max(copies["mi_a"], copies["mi_b"]))
+    assert copies["synergy"] > 0.2 and min(copies["unique_a"], copies["unique_b"]) == 0
+    s1, s2 = _normal(43, n), _normal(44, n)
+    apart = pid(s1 + _normal(45, n), s2 + _normal(46, n), np.c_[s1, s2])
+    assert apart["redundancy"] > 0.4  # about 0.5 bits, though A and B share nothing

@@ -11,8 +11,13 @@ decomposition (PID) separates the two. For sources :math:`A, B` and target :math
 three equations for four atoms: a redundancy measure closes them. We use the minimum mutual
 information (MMI) redundancy :math:`R = \\min(I(A; T), I(B; T))`, which for jointly Gaussian
 variables and a one-dimensional target is the decomposition every PID satisfying Williams and
-Beer's axioms and Bertschinger et al.'s assumption (*) gives (Barrett 2015). With a
-multidimensional target it stays a convention (an upper bound on the other redundancy measures).
+Beer's axioms and Bertschinger et al.'s assumption (*) gives (Barrett 2015). Its limits, which
+the tests pin: the weaker source never has unique information, so
+:math:`S = I(A, B; T) - \\max(I(A; T), I(B; T))`, the information-theoretic counterpart of
+notebook 05's complementarity score (two noisy copies of one signal show synergy, as their noises
+average); and with a multidimensional target (the simulator's factor codes) it can read two
+sources that carry different parts of the target as redundant. What it adds to the
+complementarity score is the redundancy atom and a named target, not a purer synergy.
 
 Mutual informations are Gaussian (log-determinant) estimates in bits, bias-corrected for the
 number of samples and dimensions; sources and targets of many columns are first reduced by PCA.
