@@ -1,19 +1,20 @@
-"""Redundant, unique and synergistic information of two sources about a target (Gaussian estimates).
+r"""Redundant, unique and synergistic information of two sources about a target (Gaussian estimates).
 
 The interaction score of notebook 05, ``I_AB = p(A ∪ B) − max(p(A), p(B))``, measures
 complementarity: unique information raises it as synergy does. A partial-information
-decomposition (PID) separates the two. For sources :math:`A, B` and target :math:`T`,
+decomposition (PID) splits what two sources carry into atoms. For sources :math:`A, B` and
+target :math:`T`,
 
 .. math::
 
-    I(A, B; T) = R + U_A + U_B + S, \\qquad I(A; T) = R + U_A, \\qquad I(B; T) = R + U_B,
+    I(A, B; T) = R + U_A + U_B + S, \qquad I(A; T) = R + U_A, \qquad I(B; T) = R + U_B,
 
 three equations for four atoms: a redundancy measure closes them. We use the minimum mutual
-information (MMI) redundancy :math:`R = \\min(I(A; T), I(B; T))`, which for jointly Gaussian
+information (MMI) redundancy :math:`R = \min(I(A; T), I(B; T))`, which for jointly Gaussian
 variables and a one-dimensional target is the decomposition every PID satisfying Williams and
 Beer's axioms and Bertschinger et al.'s assumption (*) gives (Barrett 2015). Its limits, which
 the tests pin: the weaker source never has unique information, so
-:math:`S = I(A, B; T) - \\max(I(A; T), I(B; T))`, the information-theoretic counterpart of
+:math:`S = I(A, B; T) - \max(I(A; T), I(B; T))`, the information-theoretic counterpart of
 notebook 05's complementarity score (two noisy copies of one signal show synergy, as their noises
 average); and with a multidimensional target (the simulator's factor codes) it can read two
 sources that carry different parts of the target as redundant. What it adds to the
