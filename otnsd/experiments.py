@@ -20,10 +20,13 @@ the region pairs of notebook 05).
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Mapping
+
+import numpy as np
 
 from .data import REGIONS, open_dataset
 from .notebook import as_list
@@ -120,6 +123,15 @@ def lambda_grid(lams, lam: float, *, loss: str = "mse+ot", region_sets: dict, co
         configs.update({("ot", "All", l): analysis_config(None, loss="ot", lam=l, **common) for l in grid})
     configs[("mse", "All", None)] = analysis_config(None, loss="mse", **common)
     return configs
+
+
+def with_seeds(configs: dict, seeds) -> dict[tuple, TrainConfig]:
+    """Every configuration at every training seed: ``(key, seed) -> TrainConfig`` (the dataset,
+    and so its seed, is unchanged; only the initialisation and batch order change)."""
+    seeds = as_list(seeds, int, name="seeds")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"give one or more distinct training seeds, e.g. [0, 1, 2]; got {seeds}")
+    return {(key, s): dataclasses.replace(cfg, seed=s) for key, cfg in configs.items() for s in seeds}
 
 
 def region_sets(singles=(), pairs_of=()) -> dict[str, tuple[str, ...] | None]:
@@ -334,6 +346,10 @@ class Experiment:
         return dict(lam=self.lam, level=self.ot_level, cost=self.ot_cost, seed=self.seed, batch_size=self.batch_size,
                     subject=self.subject, preset=self.preset)
 
+    def training_seeds(self, seeds=None) -> list[int]:
+        """A notebook's ``seeds`` parameter as a list: None means the one seed ``seed``."""
+        return [self.seed] if seeds is None else as_list(seeds, int, name="seeds")
+
     def paper_models(self, **kwargs) -> dict[str, TrainConfig]:
         if "cross_subjects" in kwargs:
             kwargs["cross_subjects"] = tuple(as_list(kwargs["cross_subjects"], int, name="cross_subjects"))
@@ -410,8 +426,6 @@ class Experiment:
         """Embeddings that carry no information about the test image, for floor rows: the mean
         training embedding for every image, and (given a trained model's ``TrainResult``) its
         output on test voxels shuffled across images (what it says about another image)."""
-        import numpy as np
-
         train_ids = self.data.subject(self.subject).train_image_ids
         mean = self.data.image_embeddings(train_ids).mean(0)
         out = {"Floor (mean training embedding)": np.repeat(mean[None], len(self.ids), axis=0)}
@@ -426,17 +440,60 @@ class Experiment:
 
         return predict(result.model, voxels[:, voxel_mask(self.data, self.subject, result.config.regions)], self.subject)
 
-    def scorer(self, model, metric: str):
+    def metric_per_image(self, embeddings: dict, metric: str) -> dict:
+        """Per-image scores of each set of test embeddings, whose mean is the metric: ``CIDEr``
+        (x 100, the notebook's captioner) or a retrieval metric of
+        :func:`~otnsd.metrics.retrieval_scores` (e.g. ``top1_brain2image``): name -> (n,)."""
+        from .metrics import retrieval_scores
+
+        _check_per_image_metric(metric)
+        if metric == "CIDEr":
+            return self.cider(embeddings)
+        target = self.data.image_embeddings(self.ids)
+        return {name: np.asarray(retrieval_scores(e, target)[metric], dtype=float) for name, e in embeddings.items()}
+
+    def importance_cis(self, perturbed_by_seed: dict, metric: str, *, removed_by_seed: dict | None = None,
+                       mode: str = "permute", n_boot: int = 1000) -> dict:
+        """Notebook 06's importance with 95% CIs over training seeds and test images
+        (:func:`~otnsd.analysis.importance_ci`).
+
+        ``perturbed_by_seed``: training seed -> :func:`~otnsd.analysis.perturbation_importance` of
+        the all-region model, scored per image; ``removed_by_seed`` (optional): ``(name, seed) ->
+        TrainResult`` with ``"All"`` and ``"without <region>"`` models (leave one region out).
+        Returns measure name (``"<metric> drop (<mode>)"``, ``"<metric> drop (removed)"``) ->
+        region -> CI dict."""
+        from .analysis import importance_ci
+
+        seeds = list(perturbed_by_seed)
+        regions = list(perturbed_by_seed[seeds[0]]["perturbed_per_image"])
+        stack = lambda per_seed: np.stack([per_seed(s) for s in seeds])  # (n_seeds, n_images)
+        full = stack(lambda s: perturbed_by_seed[s]["base_per_image"])
+        out = {f"{metric} drop ({mode})": importance_ci(
+            full, {r: stack(lambda s: perturbed_by_seed[s]["perturbed_per_image"][r]) for r in regions}, n_boot=n_boot, seed=self.seed)}
+        if removed_by_seed is not None:
+            scores = self.metric_per_image(self.predict(removed_by_seed), metric)
+            out[f"{metric} drop (removed)"] = importance_ci(
+                stack(lambda s: scores[("All", s)]), {r: stack(lambda s: scores[(f"without {r}", s)]) for r in regions},
+                n_boot=n_boot, seed=self.seed)
+        return out
+
+    def scorer(self, model, metric: str, *, per_image: bool = False):
         """``score(voxels) -> float`` of ``model`` on the evaluation subject's test images: a caption
         metric of :data:`~otnsd.metrics.CAPTION_METRICS` (corpus level, no SPICE) or a retrieval
-        metric of :func:`~otnsd.metrics.retrieval_scores` (e.g. ``top1_brain2image``)."""
+        metric of :func:`~otnsd.metrics.retrieval_scores` (e.g. ``top1_brain2image``).
+        ``per_image=True``: the per-image scores (n,) whose mean is that score
+        (:meth:`metric_per_image`: CIDEr and retrieval metrics)."""
         from .metrics import CAPTION_METRICS, caption_scores, retrieval_scores
         from .train import predict
 
+        if per_image:
+            _check_per_image_metric(metric)  # before any work
         target = self.data.image_embeddings(self.ids)
 
-        def score(voxels) -> float:
+        def score(voxels):
             emb = predict(model, voxels, self.subject)
+            if per_image:
+                return self.metric_per_image({"model": emb}, metric)["model"]
             if metric in CAPTION_METRICS:
                 return caption_scores(self.caption(emb), self.references, spice=False)["corpus"][metric]
             return float(retrieval_scores(emb, target)[metric].mean())
@@ -449,6 +506,14 @@ class Experiment:
 
     def write_table(self, rows, columns, name: str, *, caption: str = ""):
         return write_table(rows, columns, name, self.fig_dir, caption=caption)
+
+
+def _check_per_image_metric(metric: str) -> None:
+    from .metrics import CAPTION_METRICS
+
+    if metric in CAPTION_METRICS and metric != "CIDEr":
+        raise ValueError(f"corpus {metric} is not a mean of per-image scores: use CIDEr or a retrieval metric "
+                         "(e.g. top1_brain2image)")
 
 
 def _open(ex: Experiment, subjects=None, **options):

@@ -70,11 +70,42 @@ def project_embeddings(embeddings: dict, method: str = "pca", *, seed: int = 0, 
 
 
 def separation(points, labels) -> float:
-    """Silhouette score of ``labels`` in the projected ``points``: near 1 well-separated groups,
-    near 0 entangled ones."""
+    """Silhouette score of ``labels`` among ``points`` (n, ...): near 1 well-separated groups, near 0
+    entangled ones. Points with more than two dimensions are flattened per sample: pass the
+    embeddings themselves (Euclidean distances of the embedding space) rather than a 2-D
+    projection, whose distances UMAP does not keep."""
     from sklearn.metrics import silhouette_score
 
-    return float(silhouette_score(np.asarray(points), np.asarray(labels)))
+    X = np.asarray(points, dtype=np.float64)
+    return float(silhouette_score(X.reshape(len(X), -1), np.asarray(labels)))
+
+
+def embedding_separations(embeddings: dict, comparisons: dict) -> dict:
+    """Silhouettes of several groupings of embedding sets, in the embedding space: ``comparisons``
+    maps a label to the names (keys of ``embeddings``, each (n, ...)) whose sets are compared, each
+    set labelled by its name. Returns label -> :func:`separation`."""
+    missing = sorted({n for names in comparisons.values() for n in names} - set(embeddings))
+    if missing:
+        raise ValueError(f"no embeddings named {missing}; have {sorted(embeddings)}")
+    out = {}
+    for label, names in comparisons.items():
+        points = np.concatenate([np.asarray(embeddings[n]).reshape(len(embeddings[n]), -1) for n in names])
+        out[label] = separation(points, np.repeat(list(names), [len(embeddings[n]) for n in names]))
+    return out
+
+
+def embedding_spread(embeddings, reference) -> float:
+    r"""How far a set of embeddings is from collapsing to its mean: the total variance of
+    ``embeddings`` (n, ...) over that of ``reference`` (m, ...), e.g. the true image embeddings of
+    the same images. 1: as spread as the targets; near 0: every input gets about the same output
+    (a weak model regressing to the mean), which by itself separates its embeddings from others'.
+    """
+    X = np.asarray(embeddings, dtype=np.float64)
+    R = np.asarray(reference, dtype=np.float64)
+    X, R = X.reshape(len(X), -1), R.reshape(len(R), -1)
+    if X.shape[1] != R.shape[1]:
+        raise ValueError(f"embeddings and reference differ in dimension: {X.shape[1]} vs {R.shape[1]}")
+    return float(X.var(0).sum() / R.var(0).sum())
 
 
 def probe_interaction(embeddings: dict, target, regions, *, alpha: float = 10.0, seed: int = 0) -> tuple[np.ndarray, dict]:

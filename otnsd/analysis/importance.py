@@ -1,5 +1,6 @@
-"""Region importance (notebook 06, the paper's Fig. 4): gradient saliency and the drop of a score
-when a region's voxels are perturbed."""
+"""Region importance (notebook 06, the paper's Fig. 4): gradient saliency, the drop of a score
+when a region's voxels are perturbed, and CIs over seeds and images for either that drop or the
+loss of a model retrained without the region (:func:`importance_ci`)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def gradient_saliency(model, voxels, targets, subject: int, loss_fn, groups: dic
 
 
 def perturbation_importance(score, voxels, groups: dict, *, mode: str = "permute", n_repeats: int = 3, seed: int = 0) -> dict:
-    """Voxel-based weighting: the drop in a score when one region's voxels are perturbed.
+    """Voxel-based weighting (our reading of the paper's Fig. 4): the drop in a score when one
+    region's voxels are perturbed.
 
     ``mode="permute"`` shuffles the region's voxel patterns across images (each voxel keeps its
     distribution, the link to the image is broken); ``mode="mean"`` replaces them by their mean
@@ -59,29 +61,55 @@ def perturbation_importance(score, voxels, groups: dict, *, mode: str = "permute
 
     Parameters
     ----------
-    score : callable(voxels (n, V)) -> float, higher is better (e.g. CIDEr of the captions)
+    score : callable(voxels (n, V)) -> float, or per-image scores (n,) whose mean is the score;
+        higher is better (e.g. CIDEr of the captions)
     voxels : array (n, V)
     groups : dict name -> boolean mask over the V voxels
 
     Returns
     -------
-    dict with ``base`` (the unperturbed score) and ``drop`` (name -> base - perturbed score)
+    dict with ``base`` (the unperturbed score) and ``drop`` (name -> base - perturbed score); when
+    ``score`` gives per-image scores also ``base_per_image`` (n,) and ``perturbed_per_image``
+    (name -> (n,), averaged over the repeats), for CIs over images and seeds (:func:`importance_ci`)
     """
     if mode not in ("permute", "mean"):
         raise ValueError(f"mode must be 'permute' or 'mean'; got {mode!r}")
     voxels = np.asarray(voxels)
     masks = _check_groups(groups, voxels.shape[1])
-    base = float(score(voxels))
+    base = np.asarray(score(voxels), dtype=np.float64)
     rng = np.random.default_rng(seed)
-    drop = {}
+    perturbed = {}
     for name, mask in masks.items():
         scores = []
         for _ in range(n_repeats if mode == "permute" else 1):
             x = voxels.copy()
             x[:, mask] = voxels[rng.permutation(len(voxels))][:, mask] if mode == "permute" else voxels[:, mask].mean(0)
-            scores.append(float(score(x)))
-        drop[name] = base - float(np.mean(scores))
-    return {"base": base, "drop": drop}
+            scores.append(np.asarray(score(x), dtype=np.float64))
+        perturbed[name] = np.mean(scores, axis=0)
+    out = {"base": float(base.mean()), "drop": {name: float(base.mean() - p.mean()) for name, p in perturbed.items()}}
+    if base.ndim == 1:
+        out.update(base_per_image=base, perturbed_per_image=perturbed)
+    return out
+
+
+def importance_ci(full, reduced: dict, *, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Importance of each region with a 95% CI over training seeds and test images: the score of
+    the full input (or model) minus the score without the region (shuffled voxels, or a model
+    retrained without it).
+
+    Parameters
+    ----------
+    full : per-image scores ``(n_seeds, n_images)`` with every region
+    reduced : dict region -> per-image scores ``(n_seeds, n_images)`` without it, same seeds and images
+
+    Returns
+    -------
+    dict region -> :func:`~otnsd.analysis.compare.seed_paired_difference` (``mean``, ``low``,
+    ``high``, ``n_seeds``, ``seed_sd`` ...)
+    """
+    from .compare import seed_paired_difference
+
+    return {name: seed_paired_difference(full, r, n_boot=n_boot, seed=seed) for name, r in reduced.items()}
 
 
 def _check_groups(groups: dict, n_voxels: int) -> dict:
