@@ -136,10 +136,11 @@ def correlation_heatmap(ax, R, title: str):
 
 
 def annotated_heatmap(ax, M, labels, *, diagonal=None, fmt: str = "{:+.0f}", diagonal_fmt: str = "{:.0f}", lim=None,
-                      title: str = "", colorbar_label: str | None = None):
+                      title: str = "", colorbar_label: str | None = None, marked=None):
     """A symmetric region-by-region matrix with its values written in the cells.
 
     ``diagonal``: values to write on the diagonal instead (e.g. each single region's score), in grey.
+    ``marked``: a boolean matrix; marked cells get a "*" (e.g. a 95% CI that excludes 0).
     """
     import numpy as np
 
@@ -151,6 +152,8 @@ def annotated_heatmap(ax, M, labels, *, diagonal=None, fmt: str = "{:+.0f}", dia
         for j in range(n):
             on_diag = i == j and diagonal is not None
             text = diagonal_fmt.format(diagonal[i]) if on_diag else "" if i == j else fmt.format(M[i, j])
+            if marked is not None and i != j and marked[i][j]:
+                text += "*"
             ax.text(j, i, text, ha="center", va="center", fontsize=8 if n <= 6 else 7, color="0.3" if on_diag else "k")
     ax.set_xticks(range(n), labels, rotation=45, fontsize=8)
     ax.set_yticks(range(n), labels, fontsize=8)

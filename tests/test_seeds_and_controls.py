@@ -145,3 +145,45 @@ def test_seed_interval_keeps_its_level_with_three_seeds():
     assert excluded / 200 <= 0.08
     shifted = seed_paired_difference(a + 1.5, b, n_boot=300)  # a real difference of 1.5 (seed sd 0.42) is found
     assert shifted["low"] > 0
+
+
+def test_interaction_ci_finds_a_planted_gain_and_not_noise():
+    from otnsd.analysis import interaction_ci, interaction_matrix
+
+    rng = np.random.default_rng(0)
+    regions = ["A", "B", "C"]
+    n_seeds, n_images = 3, 400
+    image = rng.normal(50, 10, n_images)
+    level = {frozenset("A"): 40, frozenset("B"): 30, frozenset("C"): 20,
+             frozenset("AB"): 50, frozenset("AC"): 40, frozenset("BC"): 30}  # A+B gains 10, the rest 0
+    seed_offset = rng.normal(0, 1.0, (n_seeds, 1))  # shared by every region set; each set adds its own
+    scores = {k: image + v + seed_offset + rng.normal(0, 0.3, (n_seeds, 1)) + rng.normal(0, 5, (n_seeds, n_images))
+              for k, v in level.items()}
+    out = interaction_ci(scores, regions, n_boot=500)
+    i = {r: k for k, r in enumerate(regions)}
+    assert out["per_seed"].shape == (3, 3, 3)
+    assert out["I"][i["A"], i["B"]] == pytest.approx(np.mean(
+        [interaction_matrix({k: a[s].mean() for k, a in scores.items()}, regions)[0, 1] for s in range(3)]))
+    assert out["low"][i["A"], i["B"]] > 5
+    for a, b in (("A", "C"), ("B", "C")):
+        assert out["low"][i[a], i[b]] < 0 < out["high"][i[a], i[b]]
+    one_seed = interaction_ci({k: v[:1] for k, v in scores.items()}, regions, n_boot=500)
+    width = lambda o: o["high"][0, 1] - o["low"][0, 1]
+    assert width(one_seed) < width(out)  # seed variation widens the interval
+    with pytest.raises(ValueError, match="one shape"):
+        interaction_ci({**scores, frozenset("A"): np.ones((2, n_images))}, regions)
+
+
+def test_centred_correlations_remove_the_shared_mean():
+    from otnsd.analysis import correlation_matrix, diagonal_contrast
+
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, 3, 50)  # a mean embedding every sample carries
+    target = shared + rng.normal(0, 1, (30, 50))
+    pred = shared + 0.5 * (target - shared) + rng.normal(0, 1, (30, 50))
+    raw_on, raw_off = diagonal_contrast(correlation_matrix(pred, target))
+    on, off = diagonal_contrast(correlation_matrix(pred, target, centred=True))
+    assert raw_off > 0.7  # the shared mean makes unrelated pairs look alike
+    assert abs(off) < 0.05 and on > 0.3  # centred: unmatched pairs near 0, matched ones keep their signal
+    p, t = pred - pred.mean(0), target - target.mean(0)
+    assert correlation_matrix(pred, target, centred=True)[2, 5] == pytest.approx(np.corrcoef(p[2], t[5])[0, 1])

@@ -6,7 +6,7 @@
   :func:`true_pair_shares` (notebook 08: does the plan re-pair mislabelled trials?) and
   :func:`match_spread` (its control for regression to the mean).
 - :mod:`~otnsd.analysis.regions` (notebooks 04-06): :func:`valid_voxels` (Table 2),
-  :func:`interaction_matrix`, :func:`rank_pairs` and :func:`planted_pair_ranks` (redundancy and
+  :func:`interaction_matrix` (:func:`interaction_ci` over seeds), :func:`rank_pairs` and :func:`planted_pair_ranks` (redundancy and
   synergy),
   :func:`rank_agreement` and :func:`rank_test` (against a planted truth, exact permutation p).
 - :mod:`~otnsd.analysis.importance` (notebook 06): :func:`gradient_saliency` and
@@ -31,14 +31,14 @@ from .embeddings import (embedding_separations, embedding_spread, probe_interact
                          separation)
 from .importance import gradient_saliency, importance_ci, perturbation_importance
 from .information import gaussian_mi, pid, pid_matrix, reduce_dims
-from .regions import (interaction_matrix, planted_pair_ranks, rank_agreement, rank_pairs, rank_test, region_subsets,
+from .regions import (interaction_ci, interaction_matrix, planted_pair_ranks, rank_agreement, rank_pairs, rank_test, region_subsets,
                       valid_voxels)
 from .theory import entropic_error, ot_mse_check
 
 __all__ = [
     "ot_mse_check", "entropic_error",
     "ridge_predictions", "correlation_matrix", "diagonal_contrast", "plan_on_matches", "true_pair_shares", "match_spread",
-    "valid_voxels", "interaction_matrix", "region_subsets", "rank_pairs", "planted_pair_ranks", "rank_agreement",
+    "valid_voxels", "interaction_matrix", "interaction_ci", "region_subsets", "rank_pairs", "planted_pair_ranks", "rank_agreement",
     "rank_test",
     "mean_gain", "mean_ci", "lambda_robustness", "lambda_curve", "quoted_gain", "seed_paired_difference", "verdict",
     "compare_seeds",

@@ -33,14 +33,19 @@ def ridge_predictions(dataset, subject: int = 1, alpha: float = 1e4, *, regions=
     return pred.reshape(-1, T, D).astype(np.float32), dataset.image_embeddings(d.test_image_ids)
 
 
-def correlation_matrix(pred, target) -> np.ndarray:
+def correlation_matrix(pred, target, *, centred: bool = False) -> np.ndarray:
     """Pearson correlation between every predicted and every target embedding (flattened).
 
     Entry ``(i, j)`` correlates brain embedding ``i`` with image embedding ``j`` (the paper's
-    Fig. 1 heatmaps); the diagonal holds the matched pairs.
+    Fig. 1 heatmaps); the diagonal holds the matched pairs. Embeddings share a large mean
+    component, which raises every entry, matched or not; ``centred=True`` first subtracts each
+    set's mean embedding (over its rows), so an entry measures how two embeddings deviate from
+    their set's mean alike.
     """
     p = np.asarray(pred, dtype=np.float64).reshape(len(pred), -1)
     t = np.asarray(target, dtype=np.float64).reshape(len(target), -1)
+    if centred:
+        p, t = p - p.mean(0), t - t.mean(0)
     p = (p - p.mean(1, keepdims=True)) / (p.std(1, keepdims=True) + 1e-12)
     t = (t - t.mean(1, keepdims=True)) / (t.std(1, keepdims=True) + 1e-12)
     return p @ t.T / p.shape[1]

@@ -1,5 +1,6 @@
 """Brain regions (notebooks 04-06): Table 2's valid voxels, redundancy and synergy between
-regions, and agreement of a measured ranking with a planted one."""
+regions (with CIs over seeds and images), and agreement of a measured ranking with a planted one
+(with an exact permutation p-value)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,48 @@ def interaction_matrix(perf: dict, regions) -> np.ndarray:
             v = perf[frozenset([a, b])] - max(perf[frozenset([a])], perf[frozenset([b])])
             out[i, j] = out[j, i] = v
     return out
+
+
+def interaction_ci(scores: dict, regions, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+    r""":func:`interaction_matrix` over training seeds, with a 95% CI per pair.
+
+    The score of a region set is the mean of its per-image scores; :math:`I_{AB}` is computed per
+    seed and averaged. The interval combines, as in
+    :func:`~otnsd.analysis.compare.seed_paired_difference`, a Student-t interval over the per-seed
+    values (training variation; 0 with one seed) and a percentile bootstrap over test images of
+    :math:`I_{AB}` from the seed-averaged per-image scores (test-set variation).
+
+    Parameters
+    ----------
+    scores : dict frozenset of region names -> per-image scores ``(n_seeds, n_images)`` (same seeds
+        and images for every set); needs every single region of ``regions`` and every pair
+
+    Returns
+    -------
+    dict with ``I`` (the mean over seeds), ``low``, ``high`` (arrays like :func:`interaction_matrix`'s)
+    and ``per_seed`` (``(n_seeds, n, n)``)
+    """
+    from scipy.stats import t as student_t
+
+    regions = list(regions)
+    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}
+    shapes = {a.shape for a in arrays.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"every region set needs per-image scores of one shape (n_seeds, n_images); got {sorted(shapes)}")
+    n_seeds, n_images = next(iter(shapes))
+    per_seed = np.stack([interaction_matrix({k: a[s].mean() for k, a in arrays.items()}, regions) for s in range(n_seeds)])
+    I = per_seed.mean(0)
+    alpha = (1 - level) / 2
+    h_seed = (student_t.ppf(1 - alpha, n_seeds - 1) * per_seed.std(0, ddof=1) / np.sqrt(n_seeds)) if n_seeds > 1 else 0.0
+    h_image = np.full_like(I, np.nan)
+    if n_boot > 0:
+        averaged = {k: a.mean(0) for k, a in arrays.items()}
+        idx = np.random.default_rng(seed).integers(0, n_images, size=(n_boot, n_images))
+        means = {k: a[idx].mean(1) for k, a in averaged.items()}  # (n_boot,) per set
+        boot = np.stack([interaction_matrix({k: m[b] for k, m in means.items()}, regions) for b in range(n_boot)])
+        h_image = (np.quantile(boot, 1 - alpha, axis=0) - np.quantile(boot, alpha, axis=0)) / 2
+    h = np.hypot(h_image, h_seed)
+    return {"I": I, "low": I - h, "high": I + h, "per_seed": per_seed}
 
 
 def region_subsets(regions, sizes=(1, 2)) -> list[tuple[str, ...]]:
