@@ -452,6 +452,18 @@ class Experiment:
         target = self.data.image_embeddings(self.ids)
         return {name: np.asarray(retrieval_scores(e, target)[metric], dtype=float) for name, e in embeddings.items()}
 
+    def corpus_scores(self, embeddings: dict, metric: str) -> dict:
+        """One corpus score of ``metric`` per set of test embeddings (name -> float), cheaper than
+        :meth:`evaluate` (no other metric, no bootstrap): CIDEr and retrieval metrics as the mean
+        of :meth:`metric_per_image` (what the corpus CIDEr is), other caption metrics from
+        :func:`~otnsd.metrics.caption_scores` (no SPICE)."""
+        from .metrics import CAPTION_METRICS, caption_scores
+
+        if metric in CAPTION_METRICS and metric != "CIDEr":
+            return {name: caption_scores(self.caption(e), self.references, spice=False)["corpus"][metric]
+                    for name, e in embeddings.items()}
+        return {name: float(v.mean()) for name, v in self.metric_per_image(embeddings, metric).items()}
+
     def importance_cis(self, perturbed_by_seed: dict, metric: str, *, removed_by_seed: dict | None = None,
                        mode: str = "permute", n_boot: int = 1000) -> dict:
         """Notebook 06's importance with 95% CIs over training seeds and test images

@@ -187,3 +187,18 @@ def test_centred_correlations_remove_the_shared_mean():
     assert abs(off) < 0.05 and on > 0.3  # centred: unmatched pairs near 0, matched ones keep their signal
     p, t = pred - pred.mean(0), target - target.mean(0)
     assert correlation_matrix(pred, target, centred=True)[2, 5] == pytest.approx(np.corrcoef(p[2], t[5])[0, 1])
+
+
+def test_corpus_scores_match_the_full_evaluation():
+    """The interaction's cheap per-set score is the corpus score of the full evaluation."""
+    from otnsd.experiments import setup
+    from otnsd.metrics import caption_scores
+
+    ex = setup({"seed": 0, "captioner": "retrieval", "progress": False}, captions=True)
+    truth = ex.data.image_embeddings(ex.ids)
+    emb = {"good": truth + np.random.default_rng(0).normal(0, 0.5, truth.shape).astype(truth.dtype), "truth": truth}
+    corpus = {name: caption_scores(ex.caption(e), ex.references, spice=False)["corpus"] for name, e in emb.items()}
+    for metric in ("CIDEr", "BLEU4"):
+        scores = ex.corpus_scores(emb, metric)
+        assert scores == pytest.approx({name: c[metric] for name, c in corpus.items()}, rel=1e-9)
+    assert ex.corpus_scores(emb, "top1_brain2image")["truth"] > 95
