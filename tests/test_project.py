@@ -92,7 +92,9 @@ def test_papermill_lambda_sweep_with_lam_03(tmp_path, monkeypatch):
     assert "λ grid [0.3, 1.0]" in text and "metrics at λ = 0.3:" in text
     assert "MSE+OT(λ)  Face      0.3" in text and "OT(λ)      All       1.0" in text
     assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(
-        ["04_fig5_lambda_sweep.png", "04_fig5_lambda_sweep.pdf"] + [f"tableA1_lambda_sweep.{e}" for e in ("csv", "md", "tex")])
+        ["04_fig5_lambda_sweep.png", "04_fig5_lambda_sweep.pdf", "04_lambda_seeds.png", "04_lambda_seeds.pdf"]
+        + [f"tableA1_lambda_sweep.{e}" for e in ("csv", "md", "tex")])
+    assert "shape: rise not tested" in text  # no λ below 0.3 in this grid: only the plateau is tested
 
 
 def test_case_study_figure_lays_out_every_caption():
