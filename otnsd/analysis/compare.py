@@ -88,8 +88,6 @@ def seed_paired_difference(a, b, *, n_boot: int = 2000, level: float = 0.95, see
     dict with ``mean``, ``low``, ``high``, ``n_seeds``, ``n_images`` and ``seed_sd`` (the standard
     deviation of the per-seed mean differences; 0 with one seed)
     """
-    from scipy.stats import t as student_t
-
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     if d.ndim != 2 or d.shape[0] < 1 or d.shape[1] < 2:
         raise ValueError(f"a and b must be (n_seeds, n_images) with n_images >= 2; got {np.shape(a)} and {np.shape(b)}")
@@ -100,13 +98,23 @@ def seed_paired_difference(a, b, *, n_boot: int = 2000, level: float = 0.95, see
            "seed_sd": seed_sd}
     if n_boot < 1:
         return out
-    alpha = (1 - level) / 2
     images = np.random.default_rng(seed).integers(0, n_images, size=(n_boot, n_images))
-    boot = d.mean(0)[images].mean(1)
-    h_image = float(np.quantile(boot, 1 - alpha) - np.quantile(boot, alpha)) / 2
-    h_seed = float(student_t.ppf(1 - alpha, n_seeds - 1)) * seed_sd / np.sqrt(n_seeds) if n_seeds > 1 else 0.0
-    h = float(np.hypot(h_image, h_seed))
+    h = float(seed_image_half_width(per_seed, d.mean(0)[images].mean(1), level=level))
     return {**out, "low": mean - h, "high": mean + h}
+
+
+def seed_image_half_width(per_seed, boot, *, level: float = 0.95):
+    """Half-width of the interval of :func:`seed_paired_difference`: a Student-t half-width over
+    ``per_seed`` values ``(n_seeds, ...)`` (0 with one seed) and half the width of the percentile
+    interval of ``boot`` ``(n_boot, ...)`` (the statistic on test-image resamples of the
+    seed-averaged scores), added as independent errors. Shapes after the first axis broadcast."""
+    from scipy.stats import t as student_t
+
+    per_seed, boot = np.asarray(per_seed, dtype=np.float64), np.asarray(boot, dtype=np.float64)
+    alpha, n_seeds = (1 - level) / 2, len(per_seed)
+    h_image = (np.quantile(boot, 1 - alpha, axis=0) - np.quantile(boot, alpha, axis=0)) / 2
+    h_seed = student_t.ppf(1 - alpha, n_seeds - 1) * per_seed.std(0, ddof=1) / np.sqrt(n_seeds) if n_seeds > 1 else 0.0
+    return np.hypot(h_image, h_seed)
 
 
 def verdict(difference: dict, *, min_seeds: int = 3) -> str:
@@ -156,9 +164,8 @@ def compare_seeds(scores: dict, baseline: str, *, n_boot: int = 2000, min_seeds:
 
 
 def mean_ci(scores, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
-    """Mean of per-image scores ``(n_seeds, n_images)`` with the two-level bootstrap CI of
-    :func:`seed_paired_difference` (seeds, then images): ``mean``, ``low``, ``high``, ``n_seeds``,
-    ``n_images``, ``seed_sd``."""
+    """Mean of per-image scores ``(n_seeds, n_images)`` with the CI of :func:`seed_paired_difference`
+    (over seeds and test images): ``mean``, ``low``, ``high``, ``n_seeds``, ``n_images``, ``seed_sd``."""
     a = np.asarray(scores, dtype=np.float64)
     return seed_paired_difference(a, np.zeros_like(a), n_boot=n_boot, level=level, seed=seed)
 

@@ -66,7 +66,7 @@ def interaction_ci(scores: dict, regions, *, n_boot: int = 1000, level: float = 
     dict with ``I`` (the mean over seeds), ``low``, ``high`` (arrays like :func:`interaction_matrix`'s)
     and ``per_seed`` (``(n_seeds, n, n)``)
     """
-    from scipy.stats import t as student_t
+    from .compare import seed_image_half_width
 
     regions = list(regions)
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}
@@ -76,16 +76,12 @@ def interaction_ci(scores: dict, regions, *, n_boot: int = 1000, level: float = 
     n_seeds, n_images = next(iter(shapes))
     per_seed = np.stack([interaction_matrix({k: a[s].mean() for k, a in arrays.items()}, regions) for s in range(n_seeds)])
     I = per_seed.mean(0)
-    alpha = (1 - level) / 2
-    h_seed = (student_t.ppf(1 - alpha, n_seeds - 1) * per_seed.std(0, ddof=1) / np.sqrt(n_seeds)) if n_seeds > 1 else 0.0
-    h_image = np.full_like(I, np.nan)
-    if n_boot > 0:
-        averaged = {k: a.mean(0) for k, a in arrays.items()}
-        idx = np.random.default_rng(seed).integers(0, n_images, size=(n_boot, n_images))
-        means = {k: a[idx].mean(1) for k, a in averaged.items()}  # (n_boot,) per set
-        boot = np.stack([interaction_matrix({k: m[b] for k, m in means.items()}, regions) for b in range(n_boot)])
-        h_image = (np.quantile(boot, 1 - alpha, axis=0) - np.quantile(boot, alpha, axis=0)) / 2
-    h = np.hypot(h_image, h_seed)
+    if n_boot < 1:
+        return {"I": I, "low": np.full_like(I, np.nan), "high": np.full_like(I, np.nan), "per_seed": per_seed}
+    idx = np.random.default_rng(seed).integers(0, n_images, size=(n_boot, n_images))
+    means = {k: a.mean(0)[idx].mean(1) for k, a in arrays.items()}  # (n_boot,) per set, seed-averaged
+    boot = np.stack([interaction_matrix({k: m[b] for k, m in means.items()}, regions) for b in range(n_boot)])
+    h = seed_image_half_width(per_seed, boot, level=level)
     return {"I": I, "low": I - h, "high": I + h, "per_seed": per_seed}
 
 
