@@ -457,9 +457,9 @@ class Experiment:
         :meth:`evaluate` (no other metric, no bootstrap): CIDEr and retrieval metrics as the mean
         of :meth:`metric_per_image` (what the corpus CIDEr is), other caption metrics from
         :func:`~otnsd.metrics.caption_scores` (no SPICE)."""
-        from .metrics import CAPTION_METRICS, caption_scores
+        from .metrics import caption_scores
 
-        if metric in CAPTION_METRICS and metric != "CIDEr":
+        if not _is_per_image_metric(metric):
             return {name: caption_scores(self.caption(e), self.references, spice=False)["corpus"][metric]
                     for name, e in embeddings.items()}
         return {name: float(v.mean()) for name, v in self.metric_per_image(embeddings, metric).items()}
@@ -520,10 +520,15 @@ class Experiment:
         return write_table(rows, columns, name, self.fig_dir, caption=caption)
 
 
-def _check_per_image_metric(metric: str) -> None:
+def _is_per_image_metric(metric: str) -> bool:
+    """CIDEr and the retrieval metrics are means of per-image scores; corpus BLEU, METEOR, ROUGE are not."""
     from .metrics import CAPTION_METRICS
 
-    if metric in CAPTION_METRICS and metric != "CIDEr":
+    return metric == "CIDEr" or metric not in CAPTION_METRICS
+
+
+def _check_per_image_metric(metric: str) -> None:
+    if not _is_per_image_metric(metric):
         raise ValueError(f"corpus {metric} is not a mean of per-image scores: use CIDEr or a retrieval metric "
                          "(e.g. top1_brain2image)")
 

@@ -89,7 +89,7 @@ def embedding_separations(embeddings: dict, comparisons: dict) -> dict:
         raise ValueError(f"no embeddings named {missing}; have {sorted(embeddings)}")
     out = {}
     for label, names in comparisons.items():
-        points = np.concatenate([np.asarray(embeddings[n]).reshape(len(embeddings[n]), -1) for n in names])
+        points = np.concatenate([np.asarray(embeddings[n]) for n in names])  # separation flattens each sample
         out[label] = separation(points, np.repeat(list(names), [len(embeddings[n]) for n in names]))
     return out
 
