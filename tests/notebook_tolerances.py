@@ -36,17 +36,15 @@ TOLERANCES = {
     "gain_pct": Tolerance(abs=1.0, why="A nsd 0.15 (03 MSE+OT-S1 vs MSE-S1); floor 1.0"),
     "gain_pct_pure_ot": Tolerance(abs=15.8, why="A nsd 5.27 (03 mean gain %/OT-S1 vs MSE-S1 -24.86 -> -19.59); B easy 1.01"),
     "interaction": Tolerance(abs=3.2, why="A easy 1.05 (05 CIDEr interaction/Place+Other 13.64 -> 12.59); A nsd 0.76"),
-    "pid_bits": Tolerance(abs=0.01, why="not yet run under A: voxel PIDs involve no training; embedding PIDs rest on the "
-                          "models whose probe R² moved 2e-7 under A; floor 0.01 (printed digit)"),
+    "pid_bits": Tolerance(abs=0.01, why="A nsd 3.5e-8 (05 alone); floor 0.01 (printed digit)"),
     "plan_share": Tolerance(abs=0.07, why="A 0; floor 0.07 (one matched pair of 32 at λ = 0.5 moves 1/16)"),
     "r2_interaction": Tolerance(abs=0.01, why="A 2e-7; floor 0.01 (printed digit)"),
     "saliency": Tolerance(rel=0.01, why="A 5e-8 relative; floor 1%"),
     "silhouette_pca": Tolerance(abs=0.01, why="A 4e-8; floor 0.01 (printed digit)"),
-    "silhouette_embedding": Tolerance(abs=0.01, why="not yet run under A: distances of the models' embeddings, whose probe "
-                                      "R² moved 2e-7 under A; floor 0.01 (a silhouette printed to 3 digits moves in the 3rd)"),
+    "silhouette_embedding": Tolerance(abs=0.01, why="A nsd 3.9e-9 (07 alone); floor 0.01 (a silhouette printed to 3 digits moves in the 3rd)"),
     "silhouette_umap": Tolerance(abs=0.7, why="A easy 0.234 (07 UMAP place in All 0.70 -> 0.47): UMAP layouts are fragile"),
     "spearman": Tolerance(abs=0.06, why="A 0; floor 0.06 (one swap of adjacent ranks among 6 regions)"),
-    "spread": Tolerance(abs=0.01, why="not yet run under A: embedding variances of models that moved 2e-7 under A; floor 0.01"),
+    "spread": Tolerance(abs=0.01, why="A nsd 5e-9 (07 alone); floor 0.01"),
     # MSE-like models came back the same to 1e-7 at easy; at nsd InfoNCE-S1 did not
     "sq_error": Tolerance(rel=0.017, why="A nsd 0.57% (02 MSE/InfoNCE-S1 2156.9 -> 2144.7); A easy 6e-8"),
     "sq_error_pure_ot": Tolerance(rel=0.113, why="A nsd 3.8% (02 MSE/OT-S1 2464.8 -> 2374.4); A easy 2.9%"),
