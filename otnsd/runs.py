@@ -171,8 +171,8 @@ def finish(run: Path, model, history: dict) -> None:
 _WORKER_DATASET = None  # handed to forked workers by train_missing (inherited, not pickled)
 
 
-def _train_in_worker(train_one: Callable, cfg) -> None:
-    train_one(cfg, _WORKER_DATASET)
+def _train_in_worker(train_unit: Callable, unit: list) -> None:
+    train_unit(unit, _WORKER_DATASET)
 
 
 def _start_worker(parent: int) -> None:
@@ -202,38 +202,54 @@ def _exit_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def train_missing(configs, dataset, runs_dir, train_one: Callable, *, workers: int | None = None,
-                  progress: bool = True) -> None:
-    """Call ``train_one(cfg, dataset)`` for each configuration whose run is not finished (once per
-    key), ``workers`` at a time.
+def train_missing(configs, dataset, runs_dir, train_unit: Callable, *, workers: int | None = None,
+                  progress: bool = True, partition: Callable | None = None) -> None:
+    """Train each configuration whose run is not finished (once per key), ``workers`` at a time.
+
+    ``partition(configs, workers)`` splits the configurations to train into units (lists; default
+    one configuration each) and ``train_unit(unit, dataset)`` trains one unit. A configuration whose
+    warm start is not trained yet waits for a later wave, so a unit never waits for another.
 
     Workers are forked one-thread processes (Linux), so the dataset is shared, not copied; where
-    fork is unavailable, or on a GPU (CUDA does not survive fork), the runs train in this process,
-    one after another. ``train_one`` must be picklable (a module-level function or a partial).
+    fork is unavailable, or on a GPU (CUDA does not survive fork), the units train in this process,
+    one after another. ``train_unit`` must be picklable (a module-level function or a partial).
     """
-    global _WORKER_DATASET
     todo = {}
     for cfg in configs:
         if not is_cached(cfg, dataset, runs_dir):
             todo.setdefault(cfg.key(dataset), cfg)
-    todo = list(todo.values())
-    workers = max(1, min(workers or min(4, os.cpu_count() or 1), len(todo)))
+    partition = partition or (lambda cfgs, _: [[c] for c in cfgs])
+    waves, keys = [], set(todo)
+    while keys:  # a wave: the configurations whose warm start is trained or not among these
+        wave = [k for k in keys if getattr(todo[k], "warm_start", None) is None or todo[k].warm_start.key(dataset) not in keys]
+        waves.append([todo[k] for k in sorted(wave, key=list(todo).index)])
+        keys -= set(wave)
+    workers = max(1, min(workers or min(4, os.cpu_count() or 1), len(todo) or 1))
+    _train_units([partition(wave, workers) for wave in waves], dataset, train_unit, workers, progress, total=len(todo))
+
+
+def _train_units(waves: list[list[list]], dataset, train_unit, workers: int, progress: bool, total: int) -> None:
+    global _WORKER_DATASET
+    bar = tqdm(total=total, desc=f"training {total} models ({workers} processes)", disable=not progress or not total)
     # Even one run trains in a one-thread worker, so a model's weights do not depend on which
     # notebook happened to train it.
-    if todo and "fork" in multiprocessing.get_all_start_methods() and not torch.cuda.is_available():
-        for s in sorted({s for cfg in todo for s in cfg.subjects}):
+    if total and "fork" in multiprocessing.get_all_start_methods() and not torch.cuda.is_available():
+        for s in sorted({s for wave in waves for unit in wave for cfg in unit for s in cfg.subjects}):
             dataset.subject(s)  # build subject data once, before forking
         _WORKER_DATASET = dataset
         try:
             ctx = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker, initargs=(os.getpid(),)) as pool:
-                futures = [pool.submit(_train_in_worker, train_one, cfg) for cfg in todo]
-                bar = tqdm(as_completed(futures), total=len(futures), desc=f"training {len(todo)} models ({workers} processes)",
-                           disable=not progress)
-                for f in bar:
-                    f.result()
+                for wave in waves:
+                    futures = {pool.submit(_train_in_worker, train_unit, unit): len(unit) for unit in wave}
+                    for f in as_completed(futures):
+                        f.result()
+                        bar.update(futures[f])
         finally:
             _WORKER_DATASET = None
     else:
-        for cfg in tqdm(todo, desc=f"training {len(todo)} models", disable=not progress or not todo):
-            train_one(cfg, dataset)
+        for wave in waves:
+            for unit in wave:
+                train_unit(unit, dataset)
+                bar.update(len(unit))
+    bar.close()

@@ -149,28 +149,51 @@ def fit(cfg: TrainConfig, dataset, runs_dir=None, *, progress: bool = True, devi
     return TrainResult(model=model, history=history, run_dir=run, config=cfg)
 
 
-def fit_many(configs, dataset, runs_dir=None, *, workers: int | None = None, progress: bool = True) -> dict:
-    """Train every configuration not yet in the cache, ``workers`` at a time, then load them all.
+def fit_many(configs, dataset, runs_dir=None, *, workers: int | None = None, progress: bool = True,
+             ensemble: bool | int = True) -> dict:
+    """Train every configuration not yet in the cache, ``workers`` processes at a time, then load them all.
 
-    Small models train faster as parallel one-thread processes than one after another on all
-    cores (on 2 cores: 36 ms per step each for two processes vs 26 ms for one two-thread process,
-    1.4x the throughput). Workers are forked (Linux), so the dataset is shared, not copied; where
-    fork is unavailable, or on a GPU, the runs train in this process, one after another
-    (:func:`otnsd.runs.train_missing`).
+    Single-subject configurations that differ only in seed, loss or warm start train together as
+    batched ensembles (:mod:`otnsd.ensemble`), each member as :func:`fit` would train it up to float
+    rounding, and bit for bit the same whichever members it trains beside. Small models train faster as parallel
+    one-thread processes than one after another on all cores, so the ensembles are spread over
+    ``workers`` forked processes (the dataset is shared, not copied); where fork is unavailable, or
+    on a GPU, they train in this process (:func:`otnsd.runs.train_missing`).
 
     Parameters
     ----------
     configs : dict name -> TrainConfig (or a list)
     workers : int, default min(4, cpu count, runs to train)
+    ensemble : bool or int, default True
+        True: ensembles of at most :data:`otnsd.ensemble.MAX_MEMBERS`; an int k: at most k; False:
+        one model at a time per worker.
 
     Returns
     -------
     dict name -> TrainResult, in the order of ``configs``
     """
+    from .ensemble import fit_group, partition  # it builds on this module
+
     named = dict(configs) if isinstance(configs, dict) else dict(enumerate(configs))
-    runs.train_missing(named.values(), dataset, runs_dir, functools.partial(fit, runs_dir=runs_dir, progress=False),
-                       workers=workers, progress=progress)
+    if ensemble is not False:
+        size = None if ensemble is True else _check_members(ensemble)
+        runs.train_missing(named.values(), dataset, runs_dir, functools.partial(fit_group, runs_dir=runs_dir),
+                           workers=workers, progress=progress, partition=functools.partial(partition, max_members=size))
+    else:
+        runs.train_missing(named.values(), dataset, runs_dir, functools.partial(_fit_unit, runs_dir=runs_dir),
+                           workers=workers, progress=progress)
     return {name: fit(cfg, dataset, runs_dir, progress=False) for name, cfg in named.items()}
+
+
+def _check_members(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"ensemble must be True, False or a number of members >= 1; got {k!r}")
+    return int(k)
+
+
+def _fit_unit(unit: list, dataset, runs_dir=None) -> None:
+    for cfg in unit:
+        fit(cfg, dataset, runs_dir, progress=False)
 
 
 # ------------------------------------------------------------------------------------ loop
@@ -189,22 +212,41 @@ def _evaluate_loss(model, splits, loss_fn, batch_size, device):
     return total / count  # count >= 1: SubjectSplit holds at least one validation row
 
 
-def _train(cfg: TrainConfig, dataset, run: Path, progress: bool, device: torch.device) -> None:
-    rank = dd.rank_and_world()[0]
-    if rank == 0:
+def make_splits(cfg: TrainConfig, dataset) -> list[SubjectSplit]:
+    """The training and validation tensors of each of ``cfg``'s subjects."""
+    return [SubjectSplit(dataset, s, cfg.val_images, cfg.regions, keep_true_pairs=cfg.keep_true_pairs) for s in cfg.subjects]
+
+
+@dataclass
+class Prepared:
+    """What a run trains with, restored from its checkpoint when there is one (``start`` epochs done)."""
+
+    cfg: TrainConfig
+    run: Path
+    splits: list
+    model: BrainEncoder
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: object
+    history: dict
+    start: int
+
+
+def prepare(cfg: TrainConfig, dataset, run: Path, device: torch.device, splits: list | None = None) -> Prepared:
+    """Write the run's configuration, build its encoder (seeded by ``cfg.seed``), optimizer and
+    schedule, and restore them from the run's checkpoint; a damaged checkpoint is discarded and the
+    run starts afresh. Shared by the loop below and the ensemble loop (:mod:`otnsd.ensemble`), which
+    hands its members one set of ``splits`` (:func:`make_splits`)."""
+    if dd.rank_and_world()[0] == 0:
         runs.write_config(run, cfg.record(), dataset)
     torch.manual_seed(cfg.seed)
-    splits = [SubjectSplit(dataset, s, cfg.val_images, cfg.regions, keep_true_pairs=cfg.keep_true_pairs) for s in cfg.subjects]
+    splits = splits or make_splits(cfg, dataset)
     model = build_encoder(cfg, dataset)
     for s in splits:
         model.set_voxel_stats(s.subject, s.mean, s.std)
     if cfg.warm_start is not None:  # trained (or loaded) first, in the same run cache
         model.load_state_dict(fit(cfg.warm_start, dataset, run.parent.parent, progress=False).model.state_dict(), strict=True)
     model.to(device)
-    # cross-subject steps leave the other subjects' tokenizers unused
-    step_model = dd.replicate(model, device, find_unused_parameters=len(cfg.subjects) > 1)
-    loss_fn = get_loss(cfg.loss)
-    mse_fn = get_loss("mse")
     steps = steps_per_epoch(splits, cfg.batch_size)
     if steps < 1:
         raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set")
@@ -213,10 +255,20 @@ def _train(cfg: TrainConfig, dataset, run: Path, progress: bool, device: torch.d
     try:
         resumed = runs.resume(run, device, model, opt, sched)
     except runs.DamagedRunFile:  # discarded; the model and optimizer may be half-restored
-        return _train(cfg, dataset, run, progress, device)
+        return prepare(cfg, dataset, run, device, splits)
     history, start = resumed or ({"epoch": [], "train_loss": [], "val_loss": [], "val_mse": []}, 0)
+    return Prepared(cfg, run, splits, model, opt, sched, get_loss(cfg.loss), history, start)
+
+
+def _train(cfg: TrainConfig, dataset, run: Path, progress: bool, device: torch.device) -> None:
+    rank = dd.rank_and_world()[0]
+    p = prepare(cfg, dataset, run, device)
+    model, opt, sched, splits, history = p.model, p.opt, p.sched, p.splits, p.history
+    # cross-subject steps leave the other subjects' tokenizers unused
+    step_model = dd.replicate(model, device, find_unused_parameters=len(cfg.subjects) > 1)
+    mse_fn = get_loss("mse")
     model.train()
-    bar = tqdm(range(start, cfg.epochs), desc=f"train {run.name}", disable=not progress, initial=start, total=cfg.epochs)
+    bar = tqdm(range(p.start, cfg.epochs), desc=f"train {run.name}", disable=not progress, initial=p.start, total=cfg.epochs)
     for epoch in bar:
         # every process draws the same global batches and keeps its slice of each chunk
         rng = np.random.default_rng([cfg.seed, epoch])
@@ -225,7 +277,7 @@ def _train(cfg: TrainConfig, dataset, run: Path, progress: bool, device: torch.d
         for chunks in epoch_batches(splits, cfg.batch_size, cfg.subjects_per_step, rng):
             local = [(s, v[dd.local_slice(len(v))].to(device), t[dd.local_slice(len(t))].to(device)) for s, v, t in chunks]
             preds = step_model([(s, v) for s, v, _ in local])
-            loss, value = dd.step_loss(loss_fn, preds, torch.cat([t for _, _, t in local]))
+            loss, value = dd.step_loss(p.loss_fn, preds, torch.cat([t for _, _, t in local]))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -234,7 +286,7 @@ def _train(cfg: TrainConfig, dataset, run: Path, progress: bool, device: torch.d
             losses.append(value)
         history["epoch"].append(epoch + 1)
         history["train_loss"].append(float(np.mean(losses)))
-        history["val_loss"].append(_evaluate_loss(model, splits, loss_fn, cfg.batch_size, device))
+        history["val_loss"].append(_evaluate_loss(model, splits, p.loss_fn, cfg.batch_size, device))
         history["val_mse"].append(_evaluate_loss(model, splits, mse_fn, cfg.batch_size, device))
         bar.set_postfix(loss=f"{history['train_loss'][-1]:.4g}", val=f"{history['val_loss'][-1]:.4g}")
         if rank == 0:
