@@ -97,11 +97,12 @@ def record(name: str, value, kind: str, *, fmt: str = ".4g") -> None:
             raw=True)
 
 
-def metric_kind(metric: str, *, pure_ot: bool = False) -> str:
+def metric_kind(metric: str, *, chaotic: bool = False) -> str:
     """The record kind (tolerance class) of an evaluation metric: ``top1``, ``clip_score`` or
-    ``caption``, with ``_pure_ot`` for a model trained on partial OT alone (chaotic training)."""
+    ``caption``, with ``_chaotic`` for a model whose training is chaotic (see
+    :func:`otnsd.experiments.trains_chaotically`)."""
     kind = "top1" if metric.startswith("top") else "clip_score" if "CLIP" in metric else "caption"
-    return kind + ("_pure_ot" if pure_ot else "")
+    return kind + ("_chaotic" if chaotic else "")
 
 
 def read_records(notebook) -> dict[str, tuple[object, str]]:

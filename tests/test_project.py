@@ -42,6 +42,24 @@ def test_savefig_writes_png_and_pdf(tmp_path):
     plt.close(fig)
 
 
+def test_saved_figures_are_the_same_bytes_in_another_process(tmp_path):
+    """No creation date, version or random id in the PNG or PDF: a re-run that changes nothing
+    leaves figures/ unchanged for git."""
+    import subprocess
+    import sys
+
+    script = ("import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt, numpy as np, sys\n"
+              "from otnsd.plots import savefig, use_style\n"
+              "use_style(); fig, (a, b) = plt.subplots(1, 2)\n"
+              "a.imshow(np.arange(12.0).reshape(3, 4)); b.plot([0, 1], [1, 0], label='λ = 0.5'); b.legend()\n"
+              "b.set_title('CIDEr (simulated)'); savefig(fig, 'demo', sys.argv[1])")
+    for run in ("a", "b"):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / run)], check=True)
+    for name in ("demo.png", "demo.pdf"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert b"CreationDate" not in (tmp_path / "a" / "demo.pdf").read_bytes()
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_conventions(path):
     nb = json.loads(path.read_text())
