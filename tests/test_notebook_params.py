@@ -84,23 +84,6 @@ def test_readme_papermill_command_parameters_are_accepted(line, argv, tmp_path):
             assert isinstance(scope[name], list) and len(scope[name]) == value.count(",") + 1, name
 
 
-def test_readme_lambda_sweep_with_a_list_runs(tmp_path, monkeypatch):
-    """The README's `-p lams "[...]"` command end to end, shortened with the two extra
-    parameters a test needs (one region, one epoch)."""
-    import nbformat
-    import papermill as pm
-
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("OTNSD_FIGURES", str(tmp_path / "figs"))
-    monkeypatch.setenv("OTNSD_RUNS", os.environ.get("OTNSD_RUNS") or str(tmp_path / "runs"))
-    out = tmp_path / "out.ipynb"
-    pm.execute_notebook("notebooks/04_lambda_sweep.ipynb", str(out), progress_bar=False, kernel_name="python3",
-                        parameters={"lams": "[0.5,1.0]", "regions": "Face", "loss": "ot", "fig_metrics": '["CIDEr"]',
-                                    "epochs": 1, "n_boot": 0})
-    text = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.outputs)
-    assert "λ grid [0.5, 1.0]" in text and "OT(λ)      Face      1.0" in text
-
-
 def test_runs_and_figures_default_to_the_checkout_from_any_directory():
     """`jupyter lab notebooks/` starts kernels in notebooks/: they must use the checkout's runs/."""
     env = {k: v for k, v in os.environ.items() if k not in ("OTNSD_RUNS", "OTNSD_FIGURES")}

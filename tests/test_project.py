@@ -90,9 +90,11 @@ def test_papermill_runs_notebook_01_with_parameters(tmp_path, monkeypatch):
         f"01_{n}.{e}" for n in ("ot_over_mse_vs_lambda", "entropic_error_vs_eps", "plans") for e in ("png", "pdf"))
 
 
+@pytest.mark.notebooks
 def test_papermill_lambda_sweep_with_lam_03(tmp_path, monkeypatch):
     """`papermill notebooks/04_lambda_sweep.ipynb out.ipynb -p lam 0.3` from the repository root (a
-    one-epoch, one-region grid so the test stays short)."""
+    one-epoch, one-region grid so the test stays short), with the list parameters in the string
+    form papermill's command line hands over (`-p lams "[0.3,1.0]" -p regions Face`)."""
     import os
 
     import nbformat
@@ -104,7 +106,8 @@ def test_papermill_lambda_sweep_with_lam_03(tmp_path, monkeypatch):
     monkeypatch.setenv("OTNSD_RUNS", os.environ.get("OTNSD_RUNS") or str(tmp_path / "runs"))  # reuse a shared captioner
     out = tmp_path / "out.ipynb"
     pm.execute_notebook("notebooks/04_lambda_sweep.ipynb", str(out), progress_bar=False, kernel_name="python3",
-                        parameters={"lam": 0.3, "lams": [0.3, 1.0], "regions": ["Face"], "epochs": 1, "n_boot": 0})
+                        parameters={"lam": 0.3, "lams": "[0.3,1.0]", "regions": "Face", "fig_metrics": '["CIDEr"]',
+                                    "epochs": 1, "n_boot": 0})
     nb = nbformat.read(out, as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "λ grid [0.3, 1.0]" in text and "metrics at λ = 0.3:" in text
