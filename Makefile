@@ -39,7 +39,7 @@ figures: $(STAMP)
 # Notebook checks write their figures to a scratch folder, so the committed figures stay as they are.
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 OTNSD_FIGURES=$$(mktemp -d) $(PY) -m pytest tests \
-		--nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
+		--durations=25 --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg $(NOTEBOOKS)
 
 # JupyterLab in a real browser (tests/browser/jupyterlab_check.py). Playwright's own browser download
 # needs the internet, so it drives Debian's chromium, installed here when missing.

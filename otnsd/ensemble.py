@@ -1,12 +1,14 @@
 """Several brain encoders of one architecture trained as one batched model.
 
 A ``tiny`` or ``small`` encoder's training step is a few dozen small matrix products and
-element-wise operations: on a CPU its time goes largely to per-operation overhead, not arithmetic.
-:class:`EnsembleEncoder` holds ``k`` members' parameters stacked along a first axis (``(k, ...)``)
-and runs their forward pass as batched products (``torch.baddbmm``, one attention call over
-``k * B`` samples), so ``k`` models cost about as many operations as one. Nothing mixes members:
-every operation acts on each member's slice alone, so a member's output, loss and gradient are
-those of the same :class:`~otnsd.model.BrainEncoder` run alone, up to float rounding.
+element-wise operations, with an optimizer step over every parameter tensor: on a CPU part of its
+time is per-operation overhead. :class:`EnsembleEncoder` holds ``k`` members' parameters stacked
+along a first axis (``(k, ...)``) and runs the Perceiver as batched products (``torch.bmm``, one
+attention call over ``k * B`` samples) and the optimizer as one fused step, so ``k`` models cost
+about as many operations as one; the large voxel projections run member by member, which keeps
+each in the CPU's cache. Nothing mixes members: every operation acts on each member's slice alone,
+so a member's output, loss and gradient are those of the same :class:`~otnsd.model.BrainEncoder`
+run alone, up to float rounding (``benchmarks/bench_ensemble.py`` measures what it gains).
 
 :func:`~otnsd.train.fit_many` uses it to train configurations that differ only in seed, loss and
 warm start (:func:`ensemble_key`) together, each member with its own batches, loss, gradient
@@ -159,7 +161,6 @@ def _layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: 
     """LayerNorm over the last axis with member ``i``'s affine ``weight[i]``, ``bias[i]``."""
     shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
     return F.layer_norm(x, x.shape[-1:], eps=eps) * weight.view(shape) + bias.view(shape)
-
 
 
 # ------------------------------------------------------------------------------------ training
