@@ -30,7 +30,7 @@ from tqdm.std import tqdm
 from . import runs
 from . import train as _train
 from .batches import epoch_batches
-from .model import BrainEncoder, EncoderConfig
+from .model import BrainEncoder
 from .ot import get_loss
 
 __all__ = ["EnsembleEncoder", "ensemble_key", "fit_group", "partition"]
@@ -55,6 +55,7 @@ class EnsembleEncoder(nn.Module):
 
     Examples
     --------
+    >>> from otnsd.model import EncoderConfig
     >>> cfg = EncoderConfig.preset("tiny", {1: 30})
     >>> ens = EnsembleEncoder([BrainEncoder(cfg), BrainEncoder(cfg)])
     >>> ens(torch.randn(2, 5, 30)).shape
@@ -250,13 +251,14 @@ def _train_members(members: list, device: torch.device, progress: bool) -> None:
             losses.append(torch.stack(loss).detach())
         train_loss = torch.stack(losses).double().mean(0)
         val_loss, val_mse = _validation_losses(ens, val, [[m.loss_fn, mse_fn] for m in members], cfg.batch_size, device)
+        state = opt.state_dict()
         for i, m in enumerate(members):
             m.history["epoch"].append(epoch + 1)
             m.history["train_loss"].append(float(train_loss[i]))
             m.history["val_loss"].append(val_loss[i])
             m.history["val_mse"].append(val_mse[i])
             ens.load_member(i, m.model)
-            m.opt.load_state_dict(_member_optimizer_state(opt.state_dict(), i, m.opt.state_dict()))
+            m.opt.load_state_dict(_member_optimizer_state(state, i, m.opt.state_dict()))
             m.sched.load_state_dict(sched.state_dict())
             runs.save_checkpoint(m.run, m.model, m.opt, m.sched, m.history, epoch + 1)
         _train._maybe_die_for_tests(epoch + 1)

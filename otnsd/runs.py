@@ -221,8 +221,9 @@ def train_missing(configs, dataset, runs_dir, train_unit: Callable, *, workers: 
     partition = partition or (lambda cfgs, _: [[c] for c in cfgs])
     waves, keys = [], set(todo)
     while keys:  # a wave: the configurations whose warm start is trained or not among these
-        wave = [k for k in keys if getattr(todo[k], "warm_start", None) is None or todo[k].warm_start.key(dataset) not in keys]
-        waves.append([todo[k] for k in sorted(wave, key=list(todo).index)])
+        wave = [k for k in todo if k in keys and (getattr(todo[k], "warm_start", None) is None
+                                                  or todo[k].warm_start.key(dataset) not in keys)]
+        waves.append([todo[k] for k in wave])
         keys -= set(wave)
     workers = max(1, min(workers or min(4, os.cpu_count() or 1), len(todo) or 1))
     _train_units([partition(wave, workers) for wave in waves], dataset, train_unit, workers, progress, total=len(todo))
